@@ -1,0 +1,29 @@
+# Developer workflow. `make install` leaves the core and every plugin of registry_plugins/ (and the
+# contrib example plugin) installed editable in .venv; a new plugin folder is picked up by the glob.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := $(sort $(dir $(wildcard registry_plugins/*/pyproject.toml)))
+CONTRIB_PLUGINS := $(sort $(dir $(wildcard contrib/plugins/*/pyproject.toml)))
+
+.PHONY: install run test lint bench soak clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS) $(CONTRIB_PLUGINS),-e $(p))
+
+run: install
+	$(BIN)/registry serve
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

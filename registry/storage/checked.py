@@ -1,0 +1,148 @@
+"""The wrapper every driver passes through: path validation and error normalization.
+
+Like Distribution's ``base.Base``: whatever a driver does, the rest of the core sees only valid paths
+going in and :class:`~registry.storage.driver.StorageError` subclasses coming out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, TypeVar
+
+from registry.storage.driver import (
+    FileInfo,
+    FileWriter,
+    InvalidOffsetError,
+    InvalidPathError,
+    StorageDriver,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+# Distribution's rule (storagedriver.PathRegexp): ASCII components, no empty ones, no trailing slash.
+_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+
+T = TypeVar("T")
+
+
+def validate_path(path: str, *, root_ok: bool = False) -> str:
+    """Return ``path`` if it obeys the path rules, else raise :class:`InvalidPathError`.
+
+    ``.`` and ``..`` components are refused too, so a driver mapping paths onto a file system can
+    never be steered outside its root.
+    """
+    if root_ok and path == "/":
+        return path
+    if not isinstance(path, str) or not _PATH.match(path):
+        raise InvalidPathError(f"invalid path: {path!r}", path=str(path))
+    if any(part in (".", "..") for part in path.split("/")):
+        raise InvalidPathError(f"invalid path: {path!r}", path=path)
+    return path
+
+
+def _normalized(name: str, call: Callable[[], T], path: str) -> T:
+    try:
+        return call()
+    except StorageError as exc:
+        exc.driver = exc.driver or name
+        exc.path = exc.path or path
+        raise
+    except Exception as exc:  # a driver bug or SDK error: never leak it raw to the core
+        log.exception("storage driver %s failed on %s", name, path)
+        raise StorageError(f"{type(exc).__name__}: {exc}", path=path, driver=name) from exc
+
+
+class _CheckedWriter(FileWriter):
+    def __init__(self, name: str, path: str, inner: FileWriter) -> None:
+        self._name, self._path, self._inner = name, path, inner
+
+    def write(self, data: bytes) -> int:
+        return _normalized(self._name, lambda: self._inner.write(data), self._path)
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    def commit(self) -> None:
+        _normalized(self._name, self._inner.commit, self._path)
+
+    def cancel(self) -> None:
+        _normalized(self._name, self._inner.cancel, self._path)
+
+    def close(self) -> None:
+        _normalized(self._name, self._inner.close, self._path)
+
+
+class CheckedDriver(StorageDriver):
+    """Wraps ``inner``: validates every path and normalizes every error."""
+
+    def __init__(self, inner: StorageDriver) -> None:
+        self.inner = inner
+        self.name = inner.name or type(inner).__name__
+
+    def _call(self, path: str, fn: Callable[[], T]) -> T:
+        return _normalized(self.name, fn, path)
+
+    def get_content(self, path: str) -> bytes:
+        validate_path(path)
+        return self._call(path, lambda: self.inner.get_content(path))
+
+    def put_content(self, path: str, content: bytes) -> None:
+        validate_path(path)
+        self._call(path, lambda: self.inner.put_content(path, bytes(content)))
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        validate_path(path)
+        if offset < 0:
+            raise InvalidOffsetError(f"negative offset {offset}", path=path, driver=self.name)
+        return self._call(path, lambda: self.inner.reader(path, offset))
+
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        validate_path(path)
+        inner = self._call(path, lambda: self.inner.writer(path, append))
+        return _CheckedWriter(self.name, path, inner)
+
+    def stat(self, path: str) -> FileInfo:
+        validate_path(path, root_ok=True)
+        return self._call(path, lambda: self.inner.stat(path))
+
+    def list(self, path: str) -> list[str]:
+        validate_path(path, root_ok=True)
+        return self._call(path, lambda: self.inner.list(path))
+
+    def move(self, source: str, dest: str) -> None:
+        validate_path(source)
+        validate_path(dest)
+        self._call(source, lambda: self.inner.move(source, dest))
+
+    def delete(self, path: str) -> None:
+        validate_path(path)
+        self._call(path, lambda: self.inner.delete(path))
+
+    def redirect_url(self, method: str, path: str) -> str | None:
+        validate_path(path)
+        return self._call(path, lambda: self.inner.redirect_url(method, path))
+
+    def walk(self, path: str) -> Iterator[FileInfo]:
+        validate_path(path, root_ok=True)
+        it = self._call(path, lambda: iter(self.inner.walk(path)))
+        done = object()
+        while True:
+            item = self._call(path, lambda: next(it, done))
+            if item is done:
+                return
+            yield item
+
+    def close(self) -> None:
+        self._call("/", self.inner.close)
+
+
+def checked(driver: StorageDriver) -> CheckedDriver:
+    """Wrap ``driver`` unless it is already wrapped."""
+    return driver if isinstance(driver, CheckedDriver) else CheckedDriver(driver)
+
+
+__all__ = ["CheckedDriver", "checked", "validate_path"]
