@@ -153,5 +153,5 @@ class StorageDriver(abc.ABC):
             if info.is_dir:
                 yield from self.walk(child)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
         """Release connections or pools held by the driver."""

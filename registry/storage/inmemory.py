@@ -11,6 +11,7 @@ import threading
 from typing import BinaryIO
 
 from registry import hookimpl
+from registry.storage.descriptor import DriverDescriptor
 from registry.storage.driver import (
     FileInfo,
     FileWriter,
@@ -19,11 +20,10 @@ from registry.storage.driver import (
     StorageDriver,
     StorageError,
 )
-from registry.storage.descriptor import DriverDescriptor
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class _Writer(FileWriter):

@@ -1,0 +1,116 @@
+"""``/v2/<name>/blobs/<digest>``: GET and HEAD (with ``Range``), DELETE."""
+
+from __future__ import annotations
+
+import re
+from typing import BinaryIO
+
+import falcon
+
+from registry.errors import BlobUnknown, RangeInvalid, Unsupported
+from registry.handlers.base import Context, check_digest, check_name, delete, pull
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Parse a single ``bytes=`` range against ``size``; returns inclusive ``(start, end)``.
+
+    ``None`` means serve the whole blob (no header, or a form we ignore as RFC 9110 allows:
+    multiple ranges, other units). Raises :class:`RangeInvalid` when the range cannot be satisfied.
+    """
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if not m:
+        return None
+    first, last = m.group(1), m.group(2)
+    if first == "" and last == "":
+        raise RangeInvalid(f"invalid range {header!r}")
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise RangeInvalid(f"range {header!r} not satisfiable for size {size}")
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start >= size or end < start:
+        raise RangeInvalid(f"range {header!r} not satisfiable for size {size}")
+    return start, min(end, size - 1)
+
+
+class LimitedReader:
+    """Reads at most ``limit`` bytes of ``inner`` (for a ranged response), then closes it."""
+
+    def __init__(self, inner: BinaryIO, limit: int) -> None:
+        self._inner, self._left = inner, limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._inner.read(n)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class BlobResource:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def _lookup(self, req: falcon.Request, name: str, digest: str):
+        check_name(name)
+        d = check_digest(digest)
+        self.ctx.authorize(req, pull(name))
+        size = self.ctx.store.layer_size(name, d)
+        if size is None:
+            raise BlobUnknown(detail={"digest": str(d)})
+        return d, size
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response, name: str, digest: str) -> None:
+        d, size = self._lookup(req, name, digest)
+        resp.set_header("Docker-Content-Digest", str(d))
+        resp.set_header("Accept-Ranges", "bytes")
+        resp.content_type = "application/octet-stream"
+        resp.content_length = size
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, digest: str) -> None:
+        d, size = self._lookup(req, name, digest)
+        resp.set_header("Docker-Content-Digest", str(d))
+        resp.set_header("Accept-Ranges", "bytes")
+        resp.content_type = "application/octet-stream"
+        rng = parse_range(req.get_header("Range"), size)
+        if rng is None and self.ctx.redirect_enabled:
+            url = self.ctx.store.blob_redirect(req.method, d)
+            if url:
+                resp.status = falcon.HTTP_307
+                resp.location = url
+                resp.content_length = 0
+                return
+        if rng is None:
+            resp.stream = self.ctx.store.open_blob(d)
+            resp.content_length = size
+        else:
+            start, end = rng
+            resp.status = falcon.HTTP_206
+            resp.set_header("Content-Range", f"bytes {start}-{end}/{size}")
+            resp.stream = LimitedReader(self.ctx.store.open_blob(d, start), end - start + 1)
+            resp.content_length = end - start + 1
+        self.ctx.emit(req, "pull", name, {"mediaType": "application/octet-stream", "digest": str(d),
+                                          "size": size, "length": size})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, digest: str) -> None:
+        check_name(name)
+        d = check_digest(digest)
+        self.ctx.authorize(req, delete(name))
+        if not self.ctx.delete_enabled:
+            raise Unsupported("deletion is disabled (storage.delete.enabled is false)")
+        if not self.ctx.store.unlink_layer(name, d):
+            raise BlobUnknown(detail={"digest": str(d)})
+        resp.status = falcon.HTTP_202
+        resp.set_header("Docker-Content-Digest", str(d))
+        resp.content_length = 0
+        self.ctx.emit(req, "delete", name, {"digest": str(d)})

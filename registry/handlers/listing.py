@@ -1,0 +1,106 @@
+"""Paginated listings: ``/v2/<name>/tags/list``, ``/v2/_catalog`` and the referrers API."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import falcon
+
+from registry.auth import Access
+from registry.errors import BadRequest, ManifestInvalid, NameUnknown
+from registry.handlers.base import Context, check_digest, check_name, pull
+from registry.manifests import OCI_INDEX, media_type_of, parse_manifest
+from registry.storage.driver import PathNotFoundError
+
+#: Page size when the client gives no ``n`` (and the most a client may ask for).
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10000
+
+
+def page_params(req: falcon.Request) -> tuple[int | None, str | None]:
+    n_raw = req.get_param("n")
+    n = None
+    if n_raw is not None:
+        if not n_raw.isdigit():
+            raise BadRequest(f"n must be a non-negative integer, got {n_raw[:50]!r}")
+        n = min(int(n_raw), MAX_PAGE)
+    last = req.get_param("last")
+    return n, last
+
+
+def next_link(path: str, last: str, n: int) -> str:
+    return f'<{path}?{urlencode({"last": last, "n": n})}>; rel="next"'
+
+
+class TagsResource:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        check_name(name)
+        n, last = page_params(req)
+        self.ctx.authorize(req, pull(name))
+        try:
+            tags = self.ctx.store.tags(name)
+        except PathNotFoundError:
+            if not self.ctx.store.repository_exists(name):
+                raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name}) from None
+            tags = []
+        if last:
+            tags = [t for t in tags if t > last]
+        limit = n if n is not None else None
+        page = tags if limit is None else tags[:limit]
+        if limit is not None and len(tags) > limit and page:
+            resp.append_header("Link", next_link(f"/v2/{name}/tags/list", page[-1], limit))
+        resp.content_type = "application/json"
+        resp.data = json.dumps({"name": name, "tags": page}).encode()
+
+
+class CatalogResource:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        n, last = page_params(req)
+        self.ctx.authorize(req, [Access("registry", "catalog", "*")])
+        limit = DEFAULT_PAGE if n is None else n
+        repos = list(self.ctx.store.repositories(last=last or None, limit=limit + 1)) if limit else []
+        page = repos[:limit]
+        if len(repos) > limit and page:
+            resp.append_header("Link", next_link("/v2/_catalog", page[-1], limit))
+        resp.content_type = "application/json"
+        resp.data = json.dumps({"repositories": page}).encode()
+
+
+class ReferrersResource:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, digest: str) -> None:
+        check_name(name)
+        subject = check_digest(digest)
+        self.ctx.authorize(req, pull(name))
+        artifact_type = req.get_param("artifactType")
+        store = self.ctx.store
+        descriptors = []
+        for d in store.referrers(name, subject):
+            raw = store.get_manifest(name, d)
+            if raw is None:
+                continue
+            try:
+                manifest = parse_manifest(raw, None)
+            except ManifestInvalid:
+                continue
+            desc = {"mediaType": media_type_of(raw), "digest": str(d), "size": len(raw)}
+            if manifest.artifact_type:
+                desc["artifactType"] = manifest.artifact_type
+            if manifest.annotations:
+                desc["annotations"] = manifest.annotations
+            descriptors.append(desc)
+        if artifact_type is not None:
+            descriptors = [x for x in descriptors if x.get("artifactType") == artifact_type]
+            resp.set_header("OCI-Filters-Applied", "artifactType")
+        descriptors.sort(key=lambda x: x["digest"])
+        resp.content_type = OCI_INDEX
+        resp.data = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}).encode()

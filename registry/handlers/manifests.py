@@ -1,0 +1,145 @@
+"""``/v2/<name>/manifests/<reference>``: GET, HEAD, PUT, DELETE by tag or digest."""
+
+from __future__ import annotations
+
+import falcon
+
+from registry.digests import Digest, digest_of, parse_digest
+from registry.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestTooLarge,
+    ManifestUnknown,
+    Unsupported,
+)
+from registry.handlers.base import Context, check_name, delete, is_tag, pull, push
+from registry.manifests import MAX_MANIFEST_SIZE, media_type_of, parse_manifest
+from registry.routing import DIGEST_RE
+
+
+def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
+    """A manifest reference is a tag or a digest; anything else is refused before storage."""
+    if ":" in reference:
+        if not DIGEST_RE.match(reference):
+            raise DigestInvalid(f"invalid digest {reference[:200]!r}")
+        return None, parse_digest(reference)
+    if is_tag(reference):
+        return reference, None
+    raise ManifestInvalid(f"invalid tag {reference[:200]!r}", detail={"reference": reference[:200]})
+
+
+def _read_body(req: falcon.Request, limit: int) -> bytes:
+    length = req.content_length
+    if length is not None and length > limit:
+        raise ManifestTooLarge(f"manifest of {length} bytes exceeds the {limit}-byte limit")
+    data = req.bounded_stream.read(limit + 1)
+    if len(data) > limit:
+        raise ManifestTooLarge(f"manifest exceeds the {limit}-byte limit")
+    return data
+
+
+class ManifestResource:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def _resolve(self, req: falcon.Request, name: str, reference: str) -> tuple[str | None, Digest, bytes]:
+        check_name(name)
+        tag, d = parse_reference(reference)
+        self.ctx.authorize(req, pull(name))
+        store = self.ctx.store
+        if tag is not None:
+            d = store.resolve_tag(name, tag)
+            if d is None:
+                raise ManifestUnknown(f"manifest tagged {tag!r} is not in repository {name!r}",
+                                      detail={"tag": tag})
+        assert d is not None
+        raw = store.get_manifest(name, d)
+        if raw is None:
+            raise ManifestUnknown(f"manifest {d} is not in repository {name!r}", detail={"digest": str(d)})
+        return tag, d, raw
+
+    def _headers(self, resp: falcon.Response, d: Digest, raw: bytes) -> None:
+        resp.content_type = media_type_of(raw)
+        resp.set_header("Docker-Content-Digest", str(d))
+        resp.set_header("ETag", f'"{d}"')
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
+        _, d, raw = self._resolve(req, name, reference)
+        self._headers(resp, d, raw)
+        resp.content_length = len(raw)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
+        tag, d, raw = self._resolve(req, name, reference)
+        self._headers(resp, d, raw)
+        resp.data = raw
+        target = {"mediaType": resp.content_type, "digest": str(d), "size": len(raw), "length": len(raw)}
+        if tag:
+            target["tag"] = tag
+        self.ctx.emit(req, "pull", name, target)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
+        check_name(name)
+        tag, ref_digest = parse_reference(reference)
+        self.ctx.authorize(req, push(name))
+        raw = _read_body(req, MAX_MANIFEST_SIZE)
+        manifest = parse_manifest(raw, req.content_type)
+        d = manifest.digest
+        if ref_digest is not None:
+            if ref_digest.algorithm != "sha256":
+                d = digest_of(raw, ref_digest.algorithm)
+            if ref_digest != d:
+                raise DigestInvalid(f"manifest digest {d} does not match the reference {ref_digest}",
+                                    detail={"expected": str(ref_digest), "actual": str(d)})
+        store = self.ctx.store
+        missing = [b for b in manifest.blobs if store.layer_size(name, b) is None]
+        if missing:
+            raise ManifestBlobUnknown(f"blob {missing[0]} is not in repository {name!r}",
+                                      detail={"digest": str(missing[0])})
+        absent = [c for c in manifest.children if not store.has_manifest(name, c)]
+        if absent:
+            raise ManifestBlobUnknown(f"manifest {absent[0]} referenced by the index is not in repository {name!r}",
+                                      detail={"digest": str(absent[0])})
+        # Order matters for readers on other processes: blob, revision, referrer index, then tag.
+        store.put_manifest(name, d, raw)
+        if manifest.subject is not None:
+            store.add_referrer(name, manifest.subject, d)
+            resp.set_header("OCI-Subject", str(manifest.subject))
+        if tag is not None:
+            store.tag(name, tag, d)
+        resp.status = falcon.HTTP_201
+        resp.location = f"/v2/{name}/manifests/{d}"
+        resp.set_header("Docker-Content-Digest", str(d))
+        resp.content_length = 0
+        target = {"mediaType": manifest.media_type, "digest": str(d), "size": len(raw), "length": len(raw)}
+        if tag:
+            target["tag"] = tag
+        self.ctx.emit(req, "push", name, target)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
+        check_name(name)
+        tag, d = parse_reference(reference)
+        self.ctx.authorize(req, delete(name))
+        if not self.ctx.delete_enabled:
+            raise Unsupported("deletion is disabled (storage.delete.enabled is false)")
+        store = self.ctx.store
+        if tag is not None:
+            if not store.untag(name, tag):
+                raise ManifestUnknown(f"tag {tag!r} is not in repository {name!r}", detail={"tag": tag})
+            self.ctx.emit(req, "delete", name, {"tag": tag})
+        else:
+            assert d is not None
+            raw = store.get_manifest(name, d)
+            if raw is None or not store.delete_manifest(name, d):
+                raise ManifestUnknown(f"manifest {d} is not in repository {name!r}", detail={"digest": str(d)})
+            try:
+                subject = parse_manifest(raw, None).subject
+            except Exception:
+                subject = None
+            if subject is not None:
+                store.remove_referrer(name, subject, d)
+            self.ctx.emit(req, "delete", name, {"digest": str(d)})
+        resp.status = falcon.HTTP_202
+        resp.content_length = 0
+
+

@@ -1,0 +1,162 @@
+"""``/v2/<name>/blobs/uploads/[<id>]``: start (with monolithic and mount forms), PATCH, PUT, GET,
+DELETE."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import falcon
+
+from registry.digests import Digest
+from registry.errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid, RegistryError, SizeInvalid
+from registry.handlers.base import (
+    Context,
+    check_digest,
+    check_name,
+    pull,
+    push,
+    upload_headers,
+)
+from registry.routing import NAME_RE, UPLOAD_ID
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d+)-(\d+)$")
+_UPLOAD_ID_RE = re.compile(rf"^{UPLOAD_ID}$")
+
+
+def check_upload_id(upload_id: str) -> str:
+    if not _UPLOAD_ID_RE.match(upload_id):
+        raise BlobUploadUnknown(f"invalid upload id {upload_id[:200]!r}")
+    return upload_id
+
+
+def _created(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, d: Digest, size: int,
+             action: str = "push") -> None:
+    resp.status = falcon.HTTP_201
+    resp.location = f"/v2/{name}/blobs/{d}"
+    resp.set_header("Docker-Content-Digest", str(d))
+    resp.content_length = 0
+    ctx.emit(req, action, name, {"mediaType": "application/octet-stream", "digest": str(d), "size": size,
+                                 "length": size})
+
+
+class UploadsResource:
+    """``POST /v2/<name>/blobs/uploads/``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        check_name(name)
+        mount = req.get_param("mount")
+        digest = req.get_param("digest")
+        self.ctx.authorize(req, push(name))
+        if mount is not None:
+            d = check_digest(mount)
+            source = req.get_param("from")
+            if self._mount(req, name, d, source):
+                size = self.ctx.store.blob_size(d) or 0
+                _created(self.ctx, req, resp, name, d, size, action="mount")
+                return
+            # Not mountable: the spec says to fall back to an ordinary upload session.
+        if digest is not None:
+            d = check_digest(digest)
+            upload_id = self.ctx.uploads.start(name)
+            try:
+                size = self.ctx.uploads.finish(name, upload_id, d, req.bounded_stream, req.content_length or 0)
+            except BaseException:
+                self._discard(name, upload_id)
+                raise
+            _created(self.ctx, req, resp, name, d, size)
+            return
+        upload_id = self.ctx.uploads.start(name)
+        resp.status = falcon.HTTP_202
+        upload_headers(resp, name, upload_id, 0)
+
+    def _mount(self, req: falcon.Request, name: str, d: Digest, source: str | None) -> bool:
+        store = self.ctx.store
+        if source:
+            if not NAME_RE.match(source) or len(source) > 255:
+                return False
+            try:
+                self.ctx.authorize(req, pull(source))
+            except RegistryError:
+                return False  # not allowed to read the source: fall back to an upload
+            if not store.has_layer_link(source, d) or store.blob_size(d) is None:
+                return False
+        else:
+            # Without `from`, mount only what anyone may read: with access control configured we
+            # cannot tell which repository would grant it, so fall back to an upload.
+            if self.ctx.access is not None or store.blob_size(d) is None:
+                return False
+        store.link_layer(name, d)
+        return True
+
+    def _discard(self, name: str, upload_id: str) -> None:
+        with contextlib.suppress(BlobUploadUnknown):
+            self.ctx.uploads.cancel(name, upload_id)
+
+
+class UploadResource:
+    """``/v2/<name>/blobs/uploads/<id>``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def _check(self, req: falcon.Request, name: str, upload_id: str) -> None:
+        check_name(name)
+        check_upload_id(upload_id)
+        self.ctx.authorize(req, push(name))
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
+        self._check(req, name, upload_id)
+        size = self.ctx.uploads.size(name, upload_id)
+        resp.status = falcon.HTTP_204
+        upload_headers(resp, name, upload_id, size)
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
+        self._check(req, name, upload_id)
+        uploads = self.ctx.uploads
+        size = uploads.size(name, upload_id)
+        length = req.content_length
+        content_range = req.get_header("Content-Range")
+        if content_range:
+            m = _CONTENT_RANGE.match(content_range.strip())
+            if not m:
+                raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
+            start, end = int(m.group(1)), int(m.group(2))
+            if start != size or end < start:
+                # Out of order: tell the client where the upload really is.
+                raise RangeInvalid(
+                    f"Content-Range {start}-{end} does not continue the upload at offset {size}",
+                    headers={"Range": f"0-{max(size - 1, 0)}", "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+                             "Docker-Upload-UUID": upload_id},
+                )
+            if length is not None and length != end - start + 1:
+                raise SizeInvalid(f"Content-Range {start}-{end} does not match Content-Length {length}")
+        new_size = uploads.append(name, upload_id, req.bounded_stream, length)
+        resp.status = falcon.HTTP_202
+        upload_headers(resp, name, upload_id, new_size)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
+        self._check(req, name, upload_id)
+        digest = req.get_param("digest")
+        if not digest:
+            raise BlobUploadInvalid("the digest query parameter is required to finish an upload")
+        d = check_digest(digest)
+        uploads = self.ctx.uploads
+        size = uploads.size(name, upload_id)
+        content_range = req.get_header("Content-Range")
+        if content_range and req.content_length:
+            m = _CONTENT_RANGE.match(content_range.strip())
+            if not m or int(m.group(1)) != size:
+                raise RangeInvalid(f"Content-Range {content_range[:100]!r} does not continue the upload at {size}",
+                                   headers={"Range": f"0-{max(size - 1, 0)}"})
+        total = uploads.finish(name, upload_id, d, req.bounded_stream, req.content_length or 0)
+        _created(self.ctx, req, resp, name, d, total)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
+        self._check(req, name, upload_id)
+        self.ctx.uploads.cancel(name, upload_id)
+        resp.status = falcon.HTTP_204
+        resp.content_length = 0

@@ -1,0 +1,169 @@
+"""Manifest parsing and validation. Manifests stay bytes: the digest covers exactly what is stored.
+
+Accepted: OCI image manifest and index, Docker schema 2 manifest and manifest list, OCI artifacts
+(``artifactType``, empty config). Docker schema 1 is refused with an explanation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+from registry.digests import Digest, digest_of, parse_digest
+from registry.errors import DigestInvalid, ManifestInvalid
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+
+IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+MANIFEST_TYPES = IMAGE_TYPES + INDEX_TYPES
+
+#: The spec's recommended limit; larger manifests get 413.
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+#: Docker's foreign layers live elsewhere (``urls``); Distribution does not require them locally.
+FOREIGN_LAYER_TYPES = (
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: its exact bytes plus what the registry needs to know about it."""
+
+    raw: bytes
+    digest: Digest
+    media_type: str
+    blobs: tuple[Digest, ...]  # config and layers that must exist in the repository
+    children: tuple[Digest, ...]  # manifests an index refers to
+    subject: Digest | None
+    artifact_type: str | None
+    annotations: dict[str, str]
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ManifestInvalid(f"duplicate key {key!r} in manifest JSON")
+        obj[key] = value
+    return obj
+
+
+@cache
+def _validators() -> dict[str, jsonschema.protocols.Validator]:
+    base = resources.files("registry") / "schemas"
+    docs = {n: json.loads((base / n).read_text()) for n in ("descriptor.json", "image-manifest.json", "image-index.json")}
+    store = Registry().with_resources(
+        (f"https://registry.invalid/schemas/{n}", Resource.from_contents(d)) for n, d in docs.items()
+    )
+    return {
+        kind: jsonschema.Draft202012Validator(docs[f"{kind}.json"], registry=store)
+        for kind in ("image-manifest", "image-index")
+    }
+
+
+def media_type_of(raw: bytes) -> str:
+    """The media type of stored manifest bytes (for ``Content-Type`` on GET)."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return OCI_MANIFEST
+    return _media_type(doc) or OCI_MANIFEST
+
+
+def _media_type(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return None
+    mt = doc.get("mediaType")
+    if isinstance(mt, str) and mt:
+        return mt
+    if "manifests" in doc:
+        return OCI_INDEX
+    if "config" in doc or "layers" in doc:
+        return OCI_MANIFEST
+    return None
+
+
+def parse_manifest(raw: bytes, content_type: str | None) -> Manifest:
+    """Validate ``raw`` as a manifest; raises :class:`ManifestInvalid` with the reason."""
+    try:
+        doc = json.loads(raw, object_pairs_hook=_reject_duplicates)
+    except ManifestInvalid:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestInvalid("manifest must be a JSON object")
+    declared = content_type.split(";", 1)[0].strip().lower() if content_type else ""
+    if doc.get("schemaVersion") == 1 or declared in DOCKER_SCHEMA1 or doc.get("mediaType") in DOCKER_SCHEMA1:
+        raise ManifestInvalid(
+            "Docker schema 1 manifests are not supported; push with a current client (OCI or Docker schema 2)"
+        )
+    body_type = doc.get("mediaType")
+    if body_type is not None and not isinstance(body_type, str):
+        raise ManifestInvalid("mediaType must be a string")
+    if body_type and declared and declared != body_type and declared not in ("application/json", "*/*"):
+        raise ManifestInvalid(f"Content-Type {declared!r} does not match the manifest's mediaType {body_type!r}")
+    media_type = body_type or (declared if declared in MANIFEST_TYPES else None) or _media_type(doc)
+    if media_type not in MANIFEST_TYPES:
+        raise ManifestInvalid(f"unsupported manifest media type {media_type!r}")
+    kind = "image-index" if media_type in INDEX_TYPES else "image-manifest"
+    errors = sorted(_validators()[kind].iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+        raise ManifestInvalid(f"{where}: {first.message}", detail={"errors": len(errors)})
+    if kind == "image-manifest" and "manifests" in doc:
+        raise ManifestInvalid("an image manifest must not have 'manifests'")
+    if kind == "image-index" and ("config" in doc or "layers" in doc):
+        raise ManifestInvalid("an index must not have 'config' or 'layers'")
+
+    blobs: list[Digest] = []
+    children: list[Digest] = []
+    if kind == "image-manifest":
+        blobs.append(_descriptor_digest(doc["config"], "config"))
+        for i, layer in enumerate(doc["layers"]):
+            d = _descriptor_digest(layer, f"layers/{i}")
+            if layer.get("mediaType") in FOREIGN_LAYER_TYPES and layer.get("urls"):
+                continue
+            blobs.append(d)
+    else:
+        for i, child in enumerate(doc["manifests"]):
+            children.append(_descriptor_digest(child, f"manifests/{i}"))
+    subject = _descriptor_digest(doc["subject"], "subject") if "subject" in doc else None
+    artifact_type = doc.get("artifactType")
+    if artifact_type is None and kind == "image-manifest":
+        # The distribution spec's rule for the referrers list: fall back to the config's media type.
+        artifact_type = doc["config"].get("mediaType")
+    return Manifest(
+        raw=raw,
+        digest=digest_of(raw),
+        media_type=media_type,
+        blobs=tuple(dict.fromkeys(blobs)),
+        children=tuple(dict.fromkeys(children)),
+        subject=subject,
+        artifact_type=artifact_type,
+        annotations=dict(doc.get("annotations") or {}),
+    )
+
+
+def _descriptor_digest(desc: dict[str, Any], where: str) -> Digest:
+    try:
+        return parse_digest(desc["digest"])
+    except DigestInvalid as exc:
+        raise ManifestInvalid(f"{where}: {exc.message}") from None

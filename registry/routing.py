@@ -1,0 +1,67 @@
+"""The spec's grammars and a regex router for ``/v2/``.
+
+Repository names contain slashes, and Falcon's ``path`` converter can only end a template, so routes
+are the spec's regular expressions matched in order. Everything a route captures is already valid by
+the grammar when a responder sees it; nothing else reaches a storage path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import falcon.routing
+
+# OCI distribution spec v1.1: <name> and <reference> grammars.
+NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME = rf"{NAME_COMPONENT}(?:/{NAME_COMPONENT})*"
+TAG = r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
+# The image spec's digest grammar; only registered algorithms are accepted beyond it (see digests).
+DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
+UPLOAD_ID = r"[A-Za-z0-9_-]{1,128}"
+
+NAME_RE = re.compile(rf"^{NAME}$")
+TAG_RE = re.compile(rf"^{TAG}$")
+DIGEST_RE = re.compile(rf"^{DIGEST}$")
+REFERENCE_RE = re.compile(rf"^(?:{TAG}|{DIGEST})$")
+
+#: Distribution refuses names longer than this (with NAME_INVALID).
+MAX_NAME_LENGTH = 255
+
+_ANY_NAME = r"(?P<name>.+?)"
+
+
+class RegexRouter:
+    """A Falcon router whose routes are compiled regular expressions tried in order."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[Callable[[str], re.Match[str] | None], object, dict[str, Any], str]] = []
+
+    def add_route(self, uri_template: str, resource: object, **kwargs: Any) -> None:
+        """``uri_template`` is a regular expression that must match the whole path."""
+        method_map = falcon.routing.map_http_methods(resource, suffix=kwargs.get("suffix"))
+        falcon.routing.set_default_responders(method_map)
+        self._routes.append((re.compile(uri_template).fullmatch, resource, method_map, uri_template))
+
+    def find(self, uri: str, req: falcon.Request | None = None) -> tuple[object, dict, dict, str] | None:
+        for fullmatch, resource, method_map, template in self._routes:
+            match = fullmatch(uri)
+            if match:
+                return resource, method_map, match.groupdict(), template
+        return None
+
+
+# Routes capture a loose name (anything), so that a malformed name gets NAME_INVALID rather than
+# a 404 for an unknown path; responders validate it with NAME_RE before touching storage.
+ROUTES: list[tuple[str, str]] = [
+    ("base", r"/v2/?"),
+    ("catalog", r"/v2/_catalog"),
+    ("tags", rf"/v2/{_ANY_NAME}/tags/list"),
+    ("manifest", rf"/v2/{_ANY_NAME}/manifests/(?P<reference>[^/]*)"),
+    ("upload", rf"/v2/{_ANY_NAME}/blobs/uploads/(?P<upload_id>[^/]+)"),
+    ("uploads", rf"/v2/{_ANY_NAME}/blobs/uploads/?"),
+    ("blob", rf"/v2/{_ANY_NAME}/blobs/(?P<digest>[^/]*)"),
+    ("referrers", rf"/v2/{_ANY_NAME}/referrers/(?P<digest>[^/]*)"),
+]

@@ -1,0 +1,108 @@
+"""The storage layout, identical to CNCF Distribution's (``registry/storage/paths.go``).
+
+Every storage path the core uses is built here, from values that were validated by the spec's
+grammars (names, tags) or by :func:`registry.digests.parse_digest`. Nothing else joins strings
+into storage paths. A directory or bucket written by Distribution is served by us, and the other
+way round; ``tests/test_paths.py`` pins every path.
+
+    /docker/registry/v2/
+      blobs/<alg>/<hex[:2]>/<hex>/data
+      repositories/<name>/
+        _layers/<alg>/<hex>/link                      -> "<alg>:<hex>"
+        _manifests/revisions/<alg>/<hex>/link
+        _manifests/tags/<tag>/current/link
+        _manifests/tags/<tag>/index/<alg>/<hex>/link
+        _uploads/<id>/data
+        _uploads/<id>/startedat
+        _uploads/<id>/hashstates/<alg>/<offset>        (Distribution's Go hash states; never read)
+        _uploads/<id>/pyhashstates/<alg>/<offset>      (ours: OpenSSL context, see hashstate.py)
+        _referrers/<alg>/<hex>/<alg>/<hex>/link        (ours: subject -> referrer; Distribution ignores it)
+"""
+
+from __future__ import annotations
+
+from registry.digests import Digest
+
+ROOT = "/docker/registry/v2"
+BLOBS = f"{ROOT}/blobs"
+REPOSITORIES = f"{ROOT}/repositories"
+
+
+def blob_dir(d: Digest) -> str:
+    return f"{BLOBS}/{d.algorithm}/{d.hex[:2]}/{d.hex}"
+
+
+def blob_data(d: Digest) -> str:
+    return f"{blob_dir(d)}/data"
+
+
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
+def layer_link(name: str, d: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_layers/{d.algorithm}/{d.hex}/link"
+
+
+def layers_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_layers"
+
+
+def manifests_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests"
+
+
+def revision_dir(name: str, d: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/revisions/{d.algorithm}/{d.hex}"
+
+
+def revision_link(name: str, d: Digest) -> str:
+    return f"{revision_dir(name, d)}/link"
+
+
+def tags_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/tags"
+
+
+def tag_dir(name: str, tag: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/tags/{tag}"
+
+
+def tag_current_link(name: str, tag: str) -> str:
+    return f"{tag_dir(name, tag)}/current/link"
+
+
+def tag_index_link(name: str, tag: str, d: Digest) -> str:
+    return f"{tag_dir(name, tag)}/index/{d.algorithm}/{d.hex}/link"
+
+
+def uploads_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads"
+
+
+def upload_dir(name: str, upload_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}"
+
+
+def upload_data(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/data"
+
+
+def upload_started_at(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/startedat"
+
+
+def upload_hashstates_dir(name: str, upload_id: str, algorithm: str) -> str:
+    return f"{upload_dir(name, upload_id)}/pyhashstates/{algorithm}"
+
+
+def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> str:
+    return f"{upload_hashstates_dir(name, upload_id, algorithm)}/{offset}"
+
+
+def referrers_dir(name: str, subject: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_referrers/{subject.algorithm}/{subject.hex}"
+
+
+def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:
+    return f"{referrers_dir(name, subject)}/{referrer.algorithm}/{referrer.hex}/link"

@@ -1,0 +1,213 @@
+"""Repository-level operations on top of a storage driver: blobs, links, manifests, tags, referrers.
+
+Every method takes names, tags and digests that the handlers have already validated; paths come
+from :mod:`registry.storage.paths` only.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from registry.digests import Digest, parse_digest
+from registry.errors import DigestInvalid
+from registry.storage import paths
+from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
+
+
+class Store:
+    """The registry's data model over one (checked) driver. Thread-safe; holds no state of its own,
+    so any number of processes can share one storage."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    # -- global blobs ---------------------------------------------------------------------------
+
+    def blob_size(self, d: Digest) -> int | None:
+        """Size of the blob's data, or ``None`` when the blob is not stored."""
+        try:
+            info = self.driver.stat(paths.blob_data(d))
+        except PathNotFoundError:
+            return None
+        return None if info.is_dir else info.size
+
+    def open_blob(self, d: Digest, offset: int = 0) -> BinaryIO:
+        return self.driver.reader(paths.blob_data(d), offset)
+
+    def read_blob(self, d: Digest) -> bytes:
+        return self.driver.get_content(paths.blob_data(d))
+
+    def put_blob(self, d: Digest, content: bytes) -> None:
+        """Store small content (manifests) under its digest, unless it is already there."""
+        if self.blob_size(d) != len(content):
+            self.driver.put_content(paths.blob_data(d), content)
+
+    def blob_redirect(self, method: str, d: Digest) -> str | None:
+        return self.driver.redirect_url(method, paths.blob_data(d))
+
+    # -- links -----------------------------------------------------------------------------------
+
+    def _read_link(self, path: str) -> Digest | None:
+        try:
+            raw = self.driver.get_content(path)
+        except PathNotFoundError:
+            return None
+        try:
+            return parse_digest(raw.decode("ascii").strip())
+        except (UnicodeDecodeError, DigestInvalid) as exc:
+            raise StorageError(f"corrupt link file: {raw[:100]!r}", path=path) from exc
+
+    def _link(self, path: str, d: Digest) -> None:
+        self.driver.put_content(path, str(d).encode())
+
+    def _unlink(self, path: str) -> bool:
+        try:
+            self.driver.delete(path)
+        except PathNotFoundError:
+            return False
+        return True
+
+    # -- repositories -----------------------------------------------------------------------------
+
+    def repository_exists(self, name: str) -> bool:
+        try:
+            return self.driver.stat(paths.repository(name)).is_dir
+        except PathNotFoundError:
+            return False
+
+    # -- layers (blobs linked into a repository) --------------------------------------------------
+
+    def layer_size(self, name: str, d: Digest) -> int | None:
+        """Size of a blob the repository may serve (a layer, config or manifest), else ``None``."""
+        for link in (paths.layer_link(name, d), paths.revision_link(name, d)):
+            try:
+                self.driver.stat(link)
+            except PathNotFoundError:
+                continue
+            return self.blob_size(d)
+        return None
+
+    def link_layer(self, name: str, d: Digest) -> None:
+        self._link(paths.layer_link(name, d), d)
+
+    def unlink_layer(self, name: str, d: Digest) -> bool:
+        return self._unlink(paths.layer_link(name, d).rsplit("/", 1)[0])
+
+    def has_layer_link(self, name: str, d: Digest) -> bool:
+        try:
+            self.driver.stat(paths.layer_link(name, d))
+        except PathNotFoundError:
+            return False
+        return True
+
+    # -- manifests -------------------------------------------------------------------------------
+
+    def has_manifest(self, name: str, d: Digest) -> bool:
+        try:
+            self.driver.stat(paths.revision_link(name, d))
+        except PathNotFoundError:
+            return False
+        return True
+
+    def get_manifest(self, name: str, d: Digest) -> bytes | None:
+        if not self.has_manifest(name, d):
+            return None
+        try:
+            return self.read_blob(d)
+        except PathNotFoundError:
+            return None
+
+    def put_manifest(self, name: str, d: Digest, content: bytes) -> None:
+        self.put_blob(d, content)
+        self._link(paths.revision_link(name, d), d)
+
+    def delete_manifest(self, name: str, d: Digest) -> bool:
+        """Delete the revision and every tag that points at it (as Distribution does)."""
+        if not self._unlink(paths.revision_dir(name, d)):
+            return False
+        for tag in self.tags(name):
+            if self.resolve_tag(name, tag) == d:
+                self._unlink(paths.tag_dir(name, tag))
+        return True
+
+    # -- tags ------------------------------------------------------------------------------------
+
+    def resolve_tag(self, name: str, tag: str) -> Digest | None:
+        return self._read_link(paths.tag_current_link(name, tag))
+
+    def tag(self, name: str, tag: str, d: Digest) -> None:
+        # The index entry first: Distribution's GC and tag lookups read both.
+        self._link(paths.tag_index_link(name, tag, d), d)
+        self._link(paths.tag_current_link(name, tag), d)
+
+    def untag(self, name: str, tag: str) -> bool:
+        return self._unlink(paths.tag_dir(name, tag))
+
+    def tags(self, name: str) -> list[str]:
+        """Sorted tag names; raises :class:`PathNotFoundError` when the repository has none."""
+        return sorted(p.rsplit("/", 1)[1] for p in self.driver.list(paths.tags_dir(name)))
+
+    # -- referrers -------------------------------------------------------------------------------
+
+    def add_referrer(self, name: str, subject: Digest, referrer: Digest) -> None:
+        self._link(paths.referrer_link(name, subject, referrer), referrer)
+
+    def remove_referrer(self, name: str, subject: Digest, referrer: Digest) -> None:
+        self._unlink(paths.referrer_link(name, subject, referrer).rsplit("/", 1)[0])
+
+    def referrers(self, name: str, subject: Digest) -> list[Digest]:
+        found = []
+        base = paths.referrers_dir(name, subject)
+        try:
+            algorithms = self.driver.list(base)
+        except PathNotFoundError:
+            return []
+        for alg_dir in algorithms:
+            for entry in self.driver.list(alg_dir):
+                d = self._read_link(entry + "/link")
+                if d is not None and self.has_manifest(name, d):
+                    found.append(d)
+        return found
+
+    # -- catalog ---------------------------------------------------------------------------------
+
+    def repositories(self, last: str | None = None, limit: int | None = None) -> Iterator[str]:
+        """Repository names in path order (component by component), after ``last``.
+
+        Walks the tree in sorted order and skips whole subtrees that sort before ``last``, so a page
+        costs only the directories it shows, however many repositories there are. Path order, not
+        plain string order, is what a depth-first walk yields (``a``, ``a/b``, ``a-b``).
+        """
+        after = tuple(last.split("/")) if last else None
+        for count, repo in enumerate(self._walk_repos(paths.REPOSITORIES, (), after)):
+            if limit is not None and count >= limit:
+                return
+            yield "/".join(repo)
+
+    def _walk_repos(
+        self, path: str, prefix: tuple[str, ...], after: tuple[str, ...] | None
+    ) -> Iterator[tuple[str, ...]]:
+        try:
+            children = self.driver.list(path)
+        except PathNotFoundError:
+            return
+        names = sorted(c.rsplit("/", 1)[1] for c in children)
+        # A repository directory holds _layers, _manifests or _uploads; name components never
+        # start with "_", so the two cannot be confused.
+        if prefix and any(n.startswith("_") for n in names) and (after is None or prefix > after):
+            yield prefix
+        for n in names:
+            if n.startswith("_"):
+                continue
+            sub = prefix + (n,)
+            if after is not None and sub < after and after[: len(sub)] != sub:
+                continue  # everything below `sub` sorts before `after`
+            yield from self._walk_repos(f"{path}/{n}", sub, after)
+
+
+def started_at() -> bytes:
+    """Distribution's ``startedat`` file content (RFC 3339, UTC)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+
