@@ -11,6 +11,7 @@ from typing import Any
 import falcon
 import pluggy
 
+from registry.config import build_access_controller, build_storage, delete_enabled, redirect_disabled
 from registry.errors import (
     BadRequest,
     InternalError,
@@ -25,7 +26,7 @@ from registry.handlers.blobs import BlobResource
 from registry.handlers.listing import CatalogResource, ReferrersResource, TagsResource
 from registry.handlers.manifests import ManifestResource
 from registry.handlers.uploads import UploadResource, UploadsResource
-from registry.plugins import by_name, call_each
+from registry.plugins import call_each
 from registry.routing import ROUTES, RegexRouter
 from registry.storage.checked import checked
 from registry.storage.driver import StorageDriver, StorageError
@@ -90,13 +91,6 @@ def _send_error(resp: falcon.Response, err: RegistryError) -> None:
         resp.set_header(key, value)
 
 
-def build_storage(config: Mapping[str, Any], pm: pluggy.PluginManager) -> StorageDriver:
-    """Instantiate the storage driver the config names, wrapped in the checked wrapper."""
-    from registry.config import build_storage as from_config
-
-    return from_config(config, pm)
-
-
 def create_app(
     config: Mapping[str, Any], pm: pluggy.PluginManager, *, driver: StorageDriver | None = None
 ) -> falcon.App:
@@ -106,16 +100,15 @@ def create_app(
     :param pm: the plugin manager (see :func:`registry.plugins.create_plugin_manager`).
     :param driver: a storage driver to use instead of the one the config names (tests).
     """
-    storage_cfg = config.get("storage") or {}
     driver = checked(driver) if driver is not None else build_storage(config, pm)
     store = Store(driver)
     ctx = Context(
         store=store,
         uploads=Uploads(store),
         pm=pm,
-        access=_access_controller(config, pm),
-        delete_enabled=bool((storage_cfg.get("delete") or {}).get("enabled", False)),
-        redirect_enabled=not bool((storage_cfg.get("redirect") or {}).get("disable", False)),
+        access=build_access_controller(config, pm),
+        delete_enabled=delete_enabled(config),
+        redirect_enabled=not redirect_disabled(config),
         config=config,
     )
     app = RegistryApp(router=RegexRouter(), middleware=[_Middleware(pm)], cors_enable=False)
@@ -169,13 +162,3 @@ def create_app(
     app.add_error_handler(RegistryError, registry_error)
     return app
 
-
-def _access_controller(config: Mapping[str, Any], pm: pluggy.PluginManager):
-    auth_cfg = config.get("auth") or {}
-    if not auth_cfg:
-        return None
-    backends = by_name(pm, "registry_auth_backends")
-    (name, params), *_ = auth_cfg.items()
-    if name not in backends:
-        raise ValueError(f"auth: unknown access controller {name!r} (installed: {', '.join(sorted(backends)) or 'none'})")
-    return backends[name].factory(params or {})

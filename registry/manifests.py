@@ -22,7 +22,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 
 IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
@@ -67,7 +70,8 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 @cache
 def _validators() -> dict[str, jsonschema.protocols.Validator]:
     base = resources.files("registry") / "schemas"
-    docs = {n: json.loads((base / n).read_text()) for n in ("descriptor.json", "image-manifest.json", "image-index.json")}
+    names = ("descriptor.json", "image-manifest.json", "image-index.json")
+    docs = {n: json.loads((base / n).read_text()) for n in names}
     store = Registry().with_resources(
         (f"https://registry.invalid/schemas/{n}", Resource.from_contents(d)) for n, d in docs.items()
     )

@@ -448,7 +448,7 @@ def test_subject_need_not_exist(client, pusher):
 
 def test_delete_tag_and_manifest(client, pusher):
     d, raw = pusher.image("del", "one")
-    client.simulate_put(f"/v2/del/manifests/two", body=raw, headers={"Content-Type": OCI_MANIFEST})
+    client.simulate_put("/v2/del/manifests/two", body=raw, headers={"Content-Type": OCI_MANIFEST})
     assert client.simulate_delete("/v2/del/manifests/one").status_code == 202
     assert client.simulate_get("/v2/del/manifests/one").status_code == 404
     assert client.simulate_get("/v2/del/manifests/two").status_code == 200

@@ -1,0 +1,256 @@
+"""The ``registry`` command: ``serve``, ``plugins``, ``config check`` and ``config schema``.
+
+Every command that reads a configuration takes its path as an optional argument, falling back to
+``$REGISTRY_CONFIGURATION_PATH`` (as Distribution's ``registry serve`` does) and then to the built-in
+defaults. Exit status: 0 on success, 1 for an unusable configuration, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from registry import __version__
+from registry.config import (
+    CONFIGURATION_PATH_ENV,
+    Config,
+    ConfigError,
+    config_schema,
+    default_data_dir,
+    load_config,
+    log_level,
+    storage_driver_name,
+    storage_params,
+)
+from registry.plugins import create_plugin_manager, describe_plugins, options_of
+
+log = logging.getLogger("registry")
+
+_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``registry`` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        args.parser.print_help(sys.stderr)
+        return 2
+    setup_logging()
+    return int(handler(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with a ``--help`` for the command and every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="registry",
+        description="A container registry speaking the OCI Distribution API (a drop-in for CNCF Distribution).",
+    )
+    parser.set_defaults(parser=parser)
+    parser.add_argument("--version", action="version", version=f"registry {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    config_help = (
+        "path of config.yml (Distribution's format); default: $REGISTRY_CONFIGURATION_PATH, else the built-in defaults"
+    )
+    serve = commands.add_parser(
+        "serve",
+        help="serve the registry",
+        description="Load and validate the configuration, then serve the registry with waitress until "
+        "SIGTERM or SIGINT (requests in flight get http.draintimeout to finish).",
+    )
+    serve.add_argument("config", nargs="?", metavar="CONFIG", help=config_help)
+    serve.set_defaults(handler=_serve, parser=serve)
+
+    plugins = commands.add_parser(
+        "plugins",
+        help="list installed plugins",
+        description="List every installed plugin: its distribution, version, kind, drivers and hooks.",
+    )
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plugins.set_defaults(handler=_plugins, parser=plugins)
+
+    config = commands.add_parser(
+        "config",
+        help="check a configuration or print its schema",
+        description="Work with configuration files.",
+    )
+    config.set_defaults(parser=config)
+    config_commands = config.add_subparsers(title="commands", metavar="COMMAND")
+    check = config_commands.add_parser(
+        "check",
+        help="validate a configuration",
+        description="Validate the configuration (file and REGISTRY_* overrides) against the schema of the "
+        "installed plugins. Prints OK, or every error with its key path and exits 1.",
+    )
+    check.add_argument("config", nargs="?", metavar="CONFIG", help=config_help)
+    check.set_defaults(handler=_config_check, parser=check)
+    schema = config_commands.add_parser(
+        "schema",
+        help="print the configuration's JSON schema",
+        description="Print the JSON schema (draft 2020-12) of config.yml, composed with the installed "
+        "plugins' parts (storage drivers, access controllers, plugin sections).",
+    )
+    schema.set_defaults(handler=_config_schema, parser=schema)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    pm = create_plugin_manager()
+    try:
+        config = load_config(args.config, os.environ, pm)
+    except ConfigError as exc:
+        return _refuse(exc, args.config or os.environ.get(CONFIGURATION_PATH_ENV))
+    setup_logging(config)
+    log.info("configuration: %s", config.source or "built-in defaults")
+    try:
+        pm.hook.registry_configure(config=config)
+        from registry.app import create_app
+
+        app = create_app(config, pm)
+    except ConfigError as exc:
+        return _refuse(exc, config.source)
+
+    from registry.serve import Server, run_until_signalled
+
+    try:
+        server = Server(app, config)
+    except (OSError, ValueError) as exc:  # address in use, host that does not resolve...
+        log.error("cannot listen on %s: %s", options_of(config, "http").get("addr", "the default address"), exc)
+        return 1
+    run_until_signalled(server, describe=_describe_storage(config))
+    return 0
+
+
+def _describe_storage(config: Config) -> str:
+    name = storage_driver_name(config)
+    if name != "filesystem":
+        return f"storage: {name}"
+    # Say where the data goes: with the built-in defaults the user did not choose it.
+    root = storage_params(config).get("rootdirectory") or default_data_dir(os.environ)
+    return f"storage: filesystem in {root}"
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    infos = describe_plugins(create_plugin_manager())
+    if args.json:
+        rows: list[dict[str, Any]] = [
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "kind": info.kind,
+                "drivers": list(info.drivers),
+                "auth": list(info.auth),
+                "hooks": list(info.hooks),
+            }
+            for info in infos
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("NAME", "DISTRIBUTION", "VERSION", "KIND", "DRIVERS", "HOOKS")]
+    for info in infos:
+        hooks = ", ".join(h.removeprefix("registry_") for h in info.hooks)
+        drivers = ", ".join(info.drivers + info.auth) or "-"
+        table.append((info.name, info.distribution, info.version, info.kind, drivers, hooks or "-"))
+    _print_table(table, sys.stdout)
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    try:
+        load_config(args.config, os.environ, create_plugin_manager())
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line)
+        return 1
+    print("OK")
+    return 0
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    try:
+        schema = config_schema(create_plugin_manager())
+    except ConfigError as exc:
+        return _refuse(exc, None)
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _refuse(exc: ConfigError, source: str | None) -> int:
+    print(f"registry: invalid configuration ({source or 'built-in defaults'}):", file=sys.stderr)
+    for line in exc.errors:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+def _print_table(rows: Sequence[Sequence[str]], stream: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        print("  ".join([*cells, row[-1]]), file=stream)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging: log.level, log.formatter and log.fields, to stderr as in Distribution
+# ---------------------------------------------------------------------------------------------
+
+
+def setup_logging(config: Mapping[str, Any] | None = None) -> None:
+    """Send logs to stderr with the configuration's level, formatter and fields (``info``, text and
+    none before a configuration is loaded, so that warnings about it are seen)."""
+    config = config if config is not None else Config()
+    section = options_of(config, "log")
+    fields = {str(k): v for k, v in options_of(config, "log.fields").items()}
+    if section.get("formatter") in ("json", "logstash"):
+        formatter: logging.Formatter = _JsonFormatter(fields)
+    else:
+        formatter = _TextFormatter(fields)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS.get(log_level(config), logging.INFO))
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._suffix = "".join(f" {k}={v}" for k, v in fields.items())
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record) + self._suffix
+
+
+class _JsonFormatter(logging.Formatter):
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._fields = dict(fields)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **self._fields,
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

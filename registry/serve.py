@@ -1,0 +1,174 @@
+"""Serving a WSGI app with waitress: settings from ``http.*``, one listening line, graceful shutdown.
+
+On SIGTERM or SIGINT the server stops accepting connections, closes idle keep-alive connections and
+lets requests in flight finish for up to ``http.draintimeout`` (10s by default) before it exits; a
+second signal exits at once. Distribution drains the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import Any
+
+import waitress.server
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+
+from registry.config import drain_timeout, http_addr, http_net
+from registry.plugins import options_of
+
+log = logging.getLogger(__name__)
+
+#: Our defaults where waitress's do not suit a registry (its body cap of 1 GiB breaks layer pushes).
+WAITRESS_DEFAULTS: Mapping[str, Any] = {
+    "threads": 8,
+    "max_request_body_size": 0,
+    "ident": "registry",
+}
+
+# How often the serving loop looks at the stop flag, and how often it checks on draining connections.
+_POLL_SECONDS = 0.5
+_DRAIN_POLL_SECONDS = 0.05
+
+
+def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments for :func:`waitress.create_server`: where to listen (``http.addr``,
+    ``http.net``) and the ``http.waitress`` settings over :data:`WAITRESS_DEFAULTS`."""
+    options = {**WAITRESS_DEFAULTS, **options_of(config, "http.waitress")}
+    if not options["max_request_body_size"]:
+        # 0 means no limit; waitress itself would refuse every body at or above its limit.
+        options["max_request_body_size"] = sys.maxsize
+    if "unix_socket_perms" in options:
+        options["unix_socket_perms"] = str(options["unix_socket_perms"])  # octal digits, as in chmod
+    if http_net(config) == "unix":
+        options["unix_socket"] = str(options_of(config, "http").get("addr"))
+    else:
+        host, port = http_addr(config)
+        if not host:
+            host = "*"  # Go's ":5000": every interface, IPv4 and IPv6
+        elif ":" in host:
+            host = f"[{host}]"
+        options["listen"] = f"{host}:{port}"
+    return options
+
+
+class Server:
+    """A waitress server that can be stopped gracefully from a signal handler or another thread.
+
+    :param app: the WSGI application.
+    :param config: the registry configuration (``http.*`` is read).
+    """
+
+    def __init__(self, app: Callable[..., Any], config: Mapping[str, Any]) -> None:
+        self.drain_timeout = drain_timeout(config)
+        self._server: Any = waitress.server.create_server(app, **waitress_options(config))
+        # One listener comes back as itself, several (localhost: IPv4 and IPv6) as a MultiSocketServer.
+        if isinstance(self._server, waitress.server.MultiSocketServer):
+            self._map: dict[int, Any] = self._server.map
+        else:
+            self._map = self._server._map
+        self._adj = self._server.adj
+        self._stop_requested = False
+        self._force = False
+        self._reason = ""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has been called."""
+        return self._stop_requested
+
+    @property
+    def addresses(self) -> list[str]:
+        """The URLs the server listens on, with the real port when ``http.addr`` asked for port 0."""
+        if self._adj.unix_socket:
+            return [f"unix:{self._adj.unix_socket}"]
+        listening = getattr(self._server, "effective_listen", None)
+        if listening is None:
+            listening = [(self._server.effective_host, self._server.effective_port)]
+        return [f"http://[{h}]:{p}" if ":" in str(h) else f"http://{h}:{p}" for h, p in listening]
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the server to drain and return from :meth:`run`; a second call stops draining.
+
+        Safe from a signal handler: it only sets flags, which the serving loop polls.
+        """
+        if self._stop_requested:
+            self._force = True
+        else:
+            self._reason = reason
+        self._stop_requested = True
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` is called, then drain and close everything."""
+        try:
+            while not self._stop_requested:
+                wasyncore.loop(
+                    timeout=min(_POLL_SECONDS, self._adj.asyncore_loop_timeout),
+                    map=self._map,
+                    use_poll=self._adj.asyncore_use_poll,
+                    count=1,
+                )
+            self._drain()
+        finally:
+            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+            wasyncore.close_all(self._map)
+
+    def _drain(self) -> None:
+        log.info("%s: draining requests in flight (up to %gs), then stopping", self._reason, self.drain_timeout)
+        deadline = time.monotonic() + self.drain_timeout
+        for dispatcher in list(self._map.values()):
+            if isinstance(dispatcher, waitress.server.BaseWSGIServer):
+                dispatcher.accepting = False
+                dispatcher.close()
+        while True:
+            if self._force:
+                log.warning("stopping without waiting for requests in flight")
+                return
+            channels = [d for d in list(self._map.values()) if isinstance(d, HTTPChannel)]
+            busy = 0
+            for channel in channels:
+                if channel.requests or channel.request is not None or channel.total_outbufs_len:
+                    busy += 1
+                else:
+                    channel.will_close = True  # idle keep-alive: nothing to wait for
+            if not channels:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("drain timeout: closing %d connection(s) with requests in flight", busy)
+                return
+            wasyncore.loop(timeout=_DRAIN_POLL_SECONDS, map=self._map, use_poll=self._adj.asyncore_use_poll, count=1)
+
+
+def serve(app: Callable[..., Any], config: Mapping[str, Any], *, describe: str = "") -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
+
+    :param describe: extra words for the listening line (e.g. the storage driver).
+    :raises OSError: when the address cannot be bound (in use, not local).
+    :raises ValueError: when waitress refuses the address or a setting.
+    """
+    run_until_signalled(Server(app, config), describe=describe)
+
+
+def run_until_signalled(server: Server, *, describe: str = "") -> None:
+    """Log the listening line and run ``server`` until SIGTERM or SIGINT; a second signal skips draining."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        server.stop(signal.Signals(signum).name)  # only sets flags: logging here could interleave
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        suffix = f" ({describe})" if describe else ""
+        log.info("registry listening on %s%s", ", ".join(server.addresses), suffix)
+        server.run()
+        log.info("registry stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+__all__ = ["WAITRESS_DEFAULTS", "Server", "run_until_signalled", "serve", "waitress_options"]
