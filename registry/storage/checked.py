@@ -23,7 +23,7 @@ from registry.storage.driver import (
 log = logging.getLogger(__name__)
 
 # Distribution's rule (storagedriver.PathRegexp): ASCII components, no empty ones, no trailing slash.
-_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+")
 
 T = TypeVar("T")
 
@@ -36,7 +36,8 @@ def validate_path(path: str, *, root_ok: bool = False) -> str:
     """
     if root_ok and path == "/":
         return path
-    if not isinstance(path, str) or not _PATH.match(path):
+    # fullmatch, not match: ``$`` would also accept a trailing newline ("/a\n").
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise InvalidPathError(f"invalid path: {path!r}", path=str(path))
     if any(part in (".", "..") for part in path.split("/")):
         raise InvalidPathError(f"invalid path: {path!r}", path=path)

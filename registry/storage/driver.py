@@ -63,6 +63,10 @@ class FileWriter(abc.ABC):
     :meth:`commit`. Whether readers see bytes before the commit is up to the driver, and so is whether
     bytes written without a commit survive :meth:`close` (a later appending writer's :attr:`size`
     tells). :meth:`cancel` on an appending writer deletes the file: it was an unfinished upload.
+
+    After :meth:`commit`, :meth:`cancel` or :meth:`close`, :meth:`write` and :meth:`commit` raise
+    :class:`StorageError`. :meth:`cancel` after a successful :meth:`commit` does nothing, so the usual
+    ``try: ...; w.commit() except: w.cancel()`` can never discard committed content.
     """
 
     @abc.abstractmethod
@@ -112,7 +116,9 @@ class StorageDriver(abc.ABC):
 
         Raises :class:`PathNotFoundError`, or :class:`InvalidOffsetError` when ``offset`` is
         negative or greater than the size (an offset equal to the size gives an empty stream).
-        The returned object has ``read(n)`` and ``close()``.
+        The returned object is a binary file object: ``read(n)`` (which may return fewer bytes;
+        ``b""`` at the end), ``close()``, and use in a ``with`` statement, as the core streams it.
+        A real file (with ``fileno()``) lets a server send it without copying.
         """
 
     @abc.abstractmethod

@@ -31,6 +31,7 @@ class _Writer(FileWriter):
         self._driver, self._path, self._append = driver, path, append
         self._buf = bytearray(start)
         self._done = False
+        self._committed = False
 
     def write(self, data: bytes) -> int:
         if self._done:
@@ -46,9 +47,11 @@ class _Writer(FileWriter):
         if self._done:
             raise StorageError("writer already committed, cancelled or closed", path=self._path)
         self._driver._store(self._path, bytes(self._buf))
-        self._done = True
+        self._done = self._committed = True
 
     def cancel(self) -> None:
+        if self._committed:  # the contract: cancel after commit keeps the content
+            return
         if self._append:
             self._driver._discard(self._path)
         self._done = True
@@ -92,8 +95,8 @@ class InMemoryDriver(StorageDriver):
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         data = self.get_content(path)
-        if offset > len(data):
-            raise InvalidOffsetError(f"offset {offset} beyond size {len(data)}", path=path)
+        if offset < 0 or offset > len(data):
+            raise InvalidOffsetError(f"offset {offset} outside 0..{len(data)}", path=path)
         return io.BytesIO(data[offset:])
 
     def writer(self, path: str, append: bool = False) -> FileWriter:

@@ -1,0 +1,432 @@
+"""The filesystem driver: storage path ``/x/y`` is the file ``<root>/x/y``, as in CNCF Distribution.
+
+Keeping Distribution's mapping (no layout of our own, no metadata files) is what lets a registry take
+over a Distribution data directory, and Distribution take it back.
+
+Fresh writers and :meth:`FilesystemDriver.put_content` write a temporary file and rename it into
+place, so a reader sees the old content or the new one, never a mix; an open reader keeps the inode it
+opened. Temporary files live in ``<root>/.tmp~``: on the same file system as the data (so the rename is
+atomic), outside every storage path (``~`` is not in the path alphabet, so no storage path can name
+it), hidden from ``list("/")`` and ``walk("/")``, and below ``/docker`` nowhere Distribution looks.
+
+The driver trusts its paths: the core wraps it in :class:`registry.storage.checked.CheckedDriver`,
+which refuses anything but ``/``-separated ``[A-Za-z0-9._-]`` components (no ``.`` or ``..``), so
+``root + path`` can never leave the root. That is also why the read paths (``get_content``, ``stat``,
+``reader``) cost one system call beyond the open: they are on the hot path of every manifest GET.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from stat import S_ISDIR
+from typing import Any, BinaryIO
+
+from registry.storage.driver import (
+    FileInfo,
+    FileWriter,
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Distribution's defaults, so a config.yml written for Distribution means the same here.
+DEFAULT_ROOT = "/var/lib/registry"
+DEFAULT_MAX_THREADS = 100
+MIN_THREADS = 25
+
+#: The directory (directly under the root) holding temporary files of uncommitted fresh writers.
+TEMP_DIR = ".tmp~"
+
+#: Temporary files older than this when the driver starts were left by a crash and are removed.
+STALE_TEMP_AGE = 24 * 3600.0
+
+_BUFFER = 256 * 1024
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", None)  # None on Windows: no directory fsync there
+_UTC = datetime.UTC
+# "No such file": a missing component, or a component that is a file (``/a/b/c`` with ``/a/b`` a file).
+_MISSING = (FileNotFoundError, NotADirectoryError)
+
+
+def max_threads(value: Any) -> int:
+    """Distribution's reading of ``maxthreads``: default 100, and anything below 25 counts as 25.
+
+    Distribution clamps instead of refusing, so a config it accepts must start here too.
+    """
+    if value is None:
+        return DEFAULT_MAX_THREADS
+    limit = int(value)
+    return max(limit, MIN_THREADS)
+
+
+class FilesystemDriver(StorageDriver):
+    """Stores every storage path as the file of the same name under ``rootdirectory``.
+
+    :param rootdirectory: the data directory; made absolute, so a later ``chdir`` cannot move it.
+        It need not exist: it is created (honouring the umask) on the first write.
+    :param maxthreads: accepted and kept as :attr:`max_threads` for Distribution compatibility; the
+        registry's worker threads are what bound concurrent file operations.
+    """
+
+    name = "filesystem"
+
+    def __init__(self, rootdirectory: str = DEFAULT_ROOT, maxthreads: int | str | None = None) -> None:
+        self.rootdirectory = os.path.abspath(rootdirectory)
+        self.max_threads = max_threads(maxthreads)
+        # Paths are joined by concatenation (the fastest way, and exact for validated paths); a root
+        # of "/" becomes "" so that "/docker" maps to "/docker" and not "//docker".
+        self._root = self.rootdirectory.rstrip("/\\")
+        self._tmpdir = f"{self._root}/{TEMP_DIR}"
+        self._purge_stale_temp_files()
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any] | None) -> FilesystemDriver:
+        """Build the driver from its ``storage.filesystem`` config mapping (``None`` means defaults)."""
+        params = params or {}
+        return cls(str(params.get("rootdirectory") or DEFAULT_ROOT), params.get("maxthreads"))
+
+    def __repr__(self) -> str:
+        return f"FilesystemDriver({self.rootdirectory!r})"
+
+    # -- reading: one open (or stat) per call ---------------------------------------------------
+
+    def get_content(self, path: str) -> bytes:
+        try:
+            with open(self._root + path, "rb") as f:
+                return f.read()
+        except (*_MISSING, IsADirectoryError):
+            raise PathNotFoundError(path=path) from None
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        """A real, buffered file object positioned at ``offset``.
+
+        It has ``fileno()``, so a server can hand it to ``sendfile``; it keeps reading the content it
+        opened even if a writer replaces the path meanwhile.
+        """
+        try:
+            f = open(self._root + path, "rb")  # noqa: SIM115 - the caller owns and closes it
+        except (*_MISSING, IsADirectoryError):
+            raise PathNotFoundError(path=path) from None
+        if offset:
+            try:
+                size = os.fstat(f.fileno()).st_size
+                if offset < 0 or offset > size:
+                    raise InvalidOffsetError(f"offset {offset} outside 0..{size}", path=path)
+                f.seek(offset)
+            except BaseException:
+                f.close()
+                raise
+        return f
+
+    def stat(self, path: str) -> FileInfo:
+        try:
+            st = os.stat(self._full(path))
+        except _MISSING:
+            if path == "/":  # an empty driver still has a root, as list("/") == [] says
+                return FileInfo("/", 0, True, None)
+            raise PathNotFoundError(path=path) from None
+        return _info(path, st)
+
+    def list(self, path: str) -> list[str]:
+        try:
+            names = os.listdir(self._full(path))
+        except _MISSING:
+            if path == "/":
+                return []
+            raise PathNotFoundError(path=path) from None
+        if path == "/":
+            return ["/" + name for name in names if name != TEMP_DIR]
+        prefix = path + "/"
+        return [prefix + name for name in names]
+
+    def walk(self, path: str) -> Iterator[FileInfo]:
+        """One ``scandir`` per directory instead of the base class's ``list`` + ``stat`` per entry."""
+        try:
+            entries = _sorted_entries(self._full(path))
+        except _MISSING:
+            if path == "/":
+                return
+            raise PathNotFoundError(path=path) from None
+        if path == "/":
+            entries = [e for e in entries if e.name != TEMP_DIR]
+        yield from self._walk(entries, "/" if path == "/" else path + "/")
+
+    def _walk(self, entries: list[os.DirEntry[str]], prefix: str) -> Iterator[FileInfo]:
+        for entry in entries:
+            child = prefix + entry.name
+            try:
+                st = entry.stat()
+            except FileNotFoundError:  # deleted while we walk: it is simply no longer there
+                continue
+            yield _info(child, st)
+            if S_ISDIR(st.st_mode):
+                try:
+                    below = _sorted_entries(entry.path)
+                except _MISSING:
+                    continue
+                yield from self._walk(below, child + "/")
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def put_content(self, path: str, content: bytes) -> None:
+        tmp, fd = self._new_temp_file()
+        try:
+            try:
+                view = memoryview(content)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._install(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        return _AppendWriter(self, path) if append else _FreshWriter(self, path)
+
+    def move(self, source: str, dest: str) -> None:
+        src, dst = self._root + source, self._root + dest
+        try:
+            os.replace(src, dst)
+        except _MISSING:
+            if not os.path.lexists(src):
+                raise PathNotFoundError(path=source) from None
+            _makedirs(os.path.dirname(dst))
+            os.replace(src, dst)
+        _sync_dir(os.path.dirname(dst))
+
+    def delete(self, path: str) -> None:
+        full = self._root + path
+        try:
+            os.unlink(full)
+            return
+        except _MISSING:
+            raise PathNotFoundError(path=path) from None
+        except (IsADirectoryError, PermissionError):  # Linux says EISDIR for a directory, macOS EPERM
+            if os.path.islink(full) or not os.path.isdir(full):
+                raise
+        _rmtree(full)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _full(self, path: str) -> str:
+        return self._root + path if path != "/" else (self._root or "/")
+
+    def _new_temp_file(self) -> tuple[str, int]:
+        """Create an empty temporary file; mode 0666 less the umask, like Distribution's files."""
+        name = f"{self._tmpdir}/{uuid.uuid4().hex}"
+        try:
+            return name, os.open(name, _NEW_FILE, 0o666)
+        except FileNotFoundError:  # first write ever: the root or its temp directory is missing
+            _makedirs(self._tmpdir)
+            return name, os.open(name, _NEW_FILE, 0o666)
+
+    def _install(self, tmp: str, path: str) -> None:
+        """Rename a complete, fsynced temporary file to ``path``, creating parent directories."""
+        dest = self._root + path
+        for attempt in range(3):
+            try:
+                os.replace(tmp, dest)
+                break
+            except FileNotFoundError:
+                # The parent is missing (or was removed by a concurrent delete after we made it).
+                if attempt == 2 or not os.path.exists(tmp):
+                    raise
+                _makedirs(os.path.dirname(dest))
+            except IsADirectoryError:
+                raise StorageError("a directory exists at this path", path=path) from None
+        _sync_dir(os.path.dirname(dest))
+
+    def _purge_stale_temp_files(self) -> None:
+        """Remove what crashed writers left; a live writer's file is far younger than a day."""
+        cutoff = time.time() - STALE_TEMP_AGE
+        removed = 0
+        try:
+            with os.scandir(self._tmpdir) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                            os.unlink(entry.path)
+                            removed += 1
+                    except OSError:
+                        continue
+        except OSError:  # no temp directory yet, or no permission: nothing we should clean
+            return
+        if removed:
+            log.info("removed %d stale temporary files from %s", removed, self._tmpdir)
+
+
+class _FreshWriter(FileWriter):
+    """Writes a temporary file; :meth:`commit` fsyncs it and renames it over the path."""
+
+    def __init__(self, driver: FilesystemDriver, path: str) -> None:
+        self._driver, self._path = driver, path
+        self._tmp, fd = driver._new_temp_file()
+        self._file = open(fd, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed by commit/cancel/close
+        self._size = 0
+        self._ended = ""  # why no more writes are allowed: "committed", "cancelled" or "closed"
+
+    def write(self, data: bytes) -> int:
+        if self._ended:
+            raise StorageError(f"writer already {self._ended}", path=self._path)
+        n = self._file.write(data)
+        self._size += n
+        return n
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def commit(self) -> None:
+        if self._ended:
+            raise StorageError(f"writer already {self._ended}", path=self._path)
+        self._ended = "closed"  # if anything below fails the writer is spent and its file removed
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._driver._install(self._tmp, self._path)
+        except BaseException:
+            self._discard()
+            raise
+        self._ended = "committed"
+
+    def cancel(self) -> None:
+        if not self._ended:
+            self._ended = "cancelled"
+            self._discard()
+
+    def close(self) -> None:
+        if not self._ended:
+            self._ended = "closed"
+            self._discard()
+
+    def _discard(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            _unlink_quietly(self._tmp)
+
+
+class _AppendWriter(FileWriter):
+    """Appends to the file in place: an upload grows where it lies, and no copy is ever made."""
+
+    def __init__(self, driver: FilesystemDriver, path: str) -> None:
+        self._full, self._path = driver._root + path, path
+        try:
+            fd = os.open(self._full, _APPEND)
+        except (*_MISSING, IsADirectoryError):
+            raise PathNotFoundError(path=path) from None
+        try:
+            self._size = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+        self._file = open(fd, "ab", buffering=_BUFFER)  # noqa: SIM115 - closed by commit/cancel/close
+        self._ended = ""
+
+    def write(self, data: bytes) -> int:
+        if self._ended:
+            raise StorageError(f"writer already {self._ended}", path=self._path)
+        n = self._file.write(data)
+        self._size += n
+        return n
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def commit(self) -> None:
+        if self._ended:
+            raise StorageError(f"writer already {self._ended}", path=self._path)
+        self._ended = "closed"
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+        self._ended = "committed"
+
+    def cancel(self) -> None:
+        """Delete the file (an abandoned upload), unless this writer committed it."""
+        if self._ended == "committed":
+            return
+        self._ended = "cancelled"
+        try:
+            self._file.close()
+        finally:
+            _unlink_quietly(self._full)
+
+    def close(self) -> None:
+        """Flush and close; what was written stays (a later appending writer's size shows it)."""
+        if not self._ended:
+            self._ended = "closed"
+            self._file.close()
+
+
+def _info(path: str, st: os.stat_result) -> FileInfo:
+    is_dir = S_ISDIR(st.st_mode)
+    mtime = datetime.datetime.fromtimestamp(st.st_mtime, _UTC)
+    return FileInfo(path, 0 if is_dir else st.st_size, is_dir, mtime)
+
+
+def _sorted_entries(full: str) -> list[os.DirEntry[str]]:
+    with os.scandir(full) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _makedirs(directory: str) -> None:
+    # exist_ok makes concurrent writers creating the same parents safe; mode 0777 less the umask,
+    # as Distribution creates its directories.
+    os.makedirs(directory, 0o777, exist_ok=True)
+
+
+def _sync_dir(directory: str) -> None:
+    """Make a rename durable. Best effort where the platform or file system cannot fsync a directory."""
+    if _O_DIRECTORY is None:
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | _O_DIRECTORY)
+    except FileNotFoundError:  # removed meanwhile by a concurrent delete: nothing left to sync
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _rmtree(full: str) -> None:
+    """Remove a tree; entries a concurrent delete removed first are what we wanted gone anyway."""
+
+    def ignore_missing(function: Any, path: str, exc: Any) -> None:
+        exc = exc if isinstance(exc, BaseException) else exc[1]  # onexc (3.12+) or onerror
+        if not isinstance(exc, FileNotFoundError):
+            raise exc
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(full, onexc=ignore_missing)
+    else:
+        shutil.rmtree(full, onerror=ignore_missing)
