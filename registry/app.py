@@ -11,7 +11,14 @@ from typing import Any
 import falcon
 import pluggy
 
-from registry.config import build_access_controller, build_storage, delete_enabled, redirect_disabled
+from registry.config import (
+    build_access_controller,
+    build_storage,
+    delete_enabled,
+    http_headers,
+    readonly_enabled,
+    redirect_disabled,
+)
 from registry.errors import (
     BadRequest,
     InternalError,
@@ -19,6 +26,7 @@ from registry.errors import (
     NotFound,
     RegistryError,
     Unavailable,
+    Unsupported,
     error_body,
 )
 from registry.handlers.base import API_VERSION_HEADER, Context
@@ -37,6 +45,9 @@ log = logging.getLogger(__name__)
 
 #: Bytes per read when streaming a blob out (Falcon's default of 8 KiB costs CPU per GiB).
 STREAM_BLOCK_SIZE = 1 << 20
+
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RegistryApp(falcon.App):
@@ -58,18 +69,26 @@ class BaseResource:
 
 
 class _Middleware:
-    """Adds the API version header and reports each finished request to the reporting hooks."""
+    """Adds the API version header (and ``http.headers``), refuses writes in read-only mode, and
+    reports each finished request to the reporting hooks."""
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(self, pm: pluggy.PluginManager, config: Mapping[str, Any]) -> None:
         self.pm = pm
         self.report = bool(pm.hook.registry_request_finished.get_hookimpls())
+        self.readonly = readonly_enabled(config)
+        self.headers = [(k, ", ".join(v)) for k, v in http_headers(config).items()] + [API_VERSION_HEADER]
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
+        if self.readonly and req.method in _WRITE_METHODS:
+            raise Unsupported("the registry is in read-only mode (storage.maintenance.readonly)")
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.request_id = str(uuid.uuid4()) if self.report else ""
         req.context.started = time.perf_counter() if self.report else 0.0
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
-        resp.set_header(*API_VERSION_HEADER)
+        for key, value in self.headers:
+            resp.set_header(key, value)
         if self.report:
             route = getattr(resource, "route_name", "unknown") if resource is not None else "none"
             call_each(
@@ -111,7 +130,7 @@ def create_app(
         redirect_enabled=not redirect_disabled(config),
         config=config,
     )
-    app = RegistryApp(router=RegexRouter(), middleware=[_Middleware(pm)], cors_enable=False)
+    app = RegistryApp(router=RegexRouter(), middleware=[_Middleware(pm, config)], cors_enable=False)
     app.req_options.auto_parse_form_urlencoded = False
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.keep_blank_qs_values = True

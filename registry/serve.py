@@ -19,7 +19,7 @@ import waitress.server
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 
-from registry.config import drain_timeout, http_addr, http_net
+from registry.config import drain_timeout, http_addr, http_net, http_prefix
 from registry.plugins import options_of
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
     if not options["max_request_body_size"]:
         # 0 means no limit; waitress itself would refuse every body at or above its limit.
         options["max_request_body_size"] = sys.maxsize
+    prefix = http_prefix(config).rstrip("/")
+    if prefix:
+        # waitress moves the prefix into SCRIPT_NAME; the app builds its URLs from it.
+        options.setdefault("url_prefix", prefix)
     if "unix_socket_perms" in options:
         options["unix_socket_perms"] = str(options["unix_socket_perms"])  # octal digits, as in chmod
     if http_net(config) == "unix":

@@ -472,3 +472,39 @@ def test_delete_disabled(make_client):
     assert r.status_code == 405 and error_code(r) == "UNSUPPORTED"
     assert client.simulate_delete("/v2/nd/manifests/latest").status_code == 405
     assert client.simulate_get(f"/v2/nd/blobs/{d}").status_code == 200
+
+
+# -- configuration the API honours ---------------------------------------------------------------
+
+
+def test_readonly_mode_refuses_writes(driver):
+    import falcon.testing
+
+    from registry.app import create_app
+    from registry.plugins import create_plugin_manager
+
+    config = {"storage": {driver.name: {}, "maintenance": {"readonly": {"enabled": True}}}}
+    client = falcon.testing.TestClient(create_app(config, create_plugin_manager(), driver=driver))
+    r = client.simulate_post("/v2/ro/blobs/uploads/")
+    assert r.status_code == 405 and error_code(r) == "UNSUPPORTED"
+    assert "read-only" in r.json["errors"][0]["message"]
+    assert client.simulate_get("/v2/ro/tags/list").status_code == 404
+
+
+def test_configured_headers_on_every_response(driver):
+    import falcon.testing
+
+    from registry.app import create_app
+    from registry.plugins import create_plugin_manager
+
+    config = {"storage": {driver.name: {}}, "http": {"headers": {"X-Content-Type-Options": ["nosniff"]}}}
+    client = falcon.testing.TestClient(create_app(config, create_plugin_manager(), driver=driver))
+    for path in ("/v2/", "/v2/none/tags/list", "/nowhere"):
+        r = client.simulate_get(path)
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+
+
+def test_locations_carry_the_mount_prefix(client):
+    r = client.simulate_post("/v2/p/blobs/uploads/", extras={"SCRIPT_NAME": "/registry"})
+    assert r.headers["Location"].startswith("/registry/v2/p/blobs/uploads/")

@@ -98,16 +98,20 @@ def delete(name: str) -> list[Access]:
     return [Access("repository", name, "delete")]
 
 
-def blob_location(req: falcon.Request, name: str, d: Digest) -> str:
-    return f"/v2/{name}/blobs/{d}"
+def url(req: falcon.Request, path: str) -> str:
+    """A URL path for a Location or Link header: ``path`` under the app's mount point.
+
+    ``req.root_path`` is the WSGI ``SCRIPT_NAME``, which waitress sets from ``http.prefix``.
+    """
+    return req.root_path + path
 
 
-def upload_location(name: str, upload_id: str) -> str:
-    return f"/v2/{name}/blobs/uploads/{upload_id}"
+def upload_location(req: falcon.Request, name: str, upload_id: str) -> str:
+    return url(req, f"/v2/{name}/blobs/uploads/{upload_id}")
 
 
-def upload_headers(resp: falcon.Response, name: str, upload_id: str, size: int) -> None:
-    resp.set_header("Location", upload_location(name, upload_id))
+def upload_headers(req: falcon.Request, resp: falcon.Response, name: str, upload_id: str, size: int) -> None:
+    resp.set_header("Location", upload_location(req, name, upload_id))
     resp.set_header("Docker-Upload-UUID", upload_id)
     # Range is inclusive; an empty upload is "0-0" as Distribution and clients expect.
     resp.set_header("Range", f"0-{max(size - 1, 0)}")

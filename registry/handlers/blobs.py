@@ -10,7 +10,15 @@ import falcon
 from registry.errors import BlobUnknown, RangeInvalid, Unsupported
 from registry.handlers.base import Context, check_digest, check_name, delete, pull
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+#: Positions are capped here before int(): Python refuses to convert strings of over 4300 digits, and
+#: no blob is this large, so the cap never changes a range's meaning.
+_MAX_POSITION = 1 << 63
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return _MAX_POSITION if len(digits) > 19 else min(int(digits), _MAX_POSITION)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -28,12 +36,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "" and last == "":
         raise RangeInvalid(f"invalid range {header!r}")
     if first == "":
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise RangeInvalid(f"range {header!r} not satisfiable for size {size}")
         return max(size - suffix, 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if start >= size or end < start:
         raise RangeInvalid(f"range {header!r} not satisfiable for size {size}")
     return start, min(end, size - 1)

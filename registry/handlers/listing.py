@@ -9,7 +9,7 @@ import falcon
 
 from registry.auth import Access
 from registry.errors import BadRequest, ManifestInvalid, NameUnknown
-from registry.handlers.base import Context, check_digest, check_name, pull
+from registry.handlers.base import Context, check_digest, check_name, pull, url
 from registry.manifests import OCI_INDEX, media_type_of, parse_manifest
 from registry.storage.driver import PathNotFoundError
 
@@ -22,9 +22,12 @@ def page_params(req: falcon.Request) -> tuple[int | None, str | None]:
     n_raw = req.get_param("n")
     n = None
     if n_raw is not None:
-        if not n_raw.isdigit():
+        # ASCII digits only (str.isdigit also takes '²', which int() refuses), and no int() of a
+        # huge string (Python refuses over 4300 digits): anything that long is past MAX_PAGE anyway.
+        if not (n_raw.isascii() and n_raw.isdigit()):
             raise BadRequest(f"n must be a non-negative integer, got {n_raw[:50]!r}")
-        n = min(int(n_raw), MAX_PAGE)
+        digits = n_raw.lstrip("0") or "0"
+        n = MAX_PAGE if len(digits) > len(str(MAX_PAGE)) else min(int(digits), MAX_PAGE)
     last = req.get_param("last")
     return n, last
 
@@ -52,7 +55,7 @@ class TagsResource:
         limit = n if n is not None else None
         page = tags if limit is None else tags[:limit]
         if limit is not None and len(tags) > limit and page:
-            resp.append_header("Link", next_link(f"/v2/{name}/tags/list", page[-1], limit))
+            resp.append_header("Link", next_link(url(req, f"/v2/{name}/tags/list"), page[-1], limit))
         resp.content_type = "application/json"
         resp.data = json.dumps({"name": name, "tags": page}).encode()
 
@@ -68,7 +71,7 @@ class CatalogResource:
         repos = list(self.ctx.store.repositories(last=last or None, limit=limit + 1)) if limit else []
         page = repos[:limit]
         if len(repos) > limit and page:
-            resp.append_header("Link", next_link("/v2/_catalog", page[-1], limit))
+            resp.append_header("Link", next_link(url(req, "/v2/_catalog"), page[-1], limit))
         resp.content_type = "application/json"
         resp.data = json.dumps({"repositories": page}).encode()
 

@@ -13,7 +13,7 @@ from registry.errors import (
     ManifestUnknown,
     Unsupported,
 )
-from registry.handlers.base import Context, check_name, delete, is_tag, pull, push
+from registry.handlers.base import Context, check_name, delete, is_tag, pull, push, url
 from registry.manifests import MAX_MANIFEST_SIZE, media_type_of, parse_manifest
 from registry.routing import DIGEST_RE
 
@@ -108,7 +108,7 @@ class ManifestResource:
         if tag is not None:
             store.tag(name, tag, d)
         resp.status = falcon.HTTP_201
-        resp.location = f"/v2/{name}/manifests/{d}"
+        resp.location = url(req, f"/v2/{name}/manifests/{d}")
         resp.set_header("Docker-Content-Digest", str(d))
         resp.content_length = 0
         target = {"mediaType": manifest.media_type, "digest": str(d), "size": len(raw), "length": len(raw)}

@@ -17,11 +17,20 @@ from registry.handlers.base import (
     pull,
     push,
     upload_headers,
+    upload_location,
+    url,
 )
 from registry.routing import NAME_RE, UPLOAD_ID
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes )?(\d+)-(\d+)$")
+# Offsets of at most 19 digits (int64, as Distribution parses them): Python's int() refuses over 4300.
+_CONTENT_RANGE = re.compile(r"^(?:bytes )?([0-9]{1,19})-([0-9]{1,19})$")
 _UPLOAD_ID_RE = re.compile(rf"^{UPLOAD_ID}$")
+
+
+def parse_content_range(header: str) -> tuple[int, int] | None:
+    """A chunk's ``Content-Range`` (``start-end``, inclusive, ``bytes `` optional); ``None`` if malformed."""
+    m = _CONTENT_RANGE.match(header.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def check_upload_id(upload_id: str) -> str:
@@ -33,7 +42,7 @@ def check_upload_id(upload_id: str) -> str:
 def _created(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, d: Digest, size: int,
              action: str = "push") -> None:
     resp.status = falcon.HTTP_201
-    resp.location = f"/v2/{name}/blobs/{d}"
+    resp.location = url(req, f"/v2/{name}/blobs/{d}")
     resp.set_header("Docker-Content-Digest", str(d))
     resp.content_length = 0
     ctx.emit(req, action, name, {"mediaType": "application/octet-stream", "digest": str(d), "size": size,
@@ -71,7 +80,7 @@ class UploadsResource:
             return
         upload_id = self.ctx.uploads.start(name)
         resp.status = falcon.HTTP_202
-        upload_headers(resp, name, upload_id, 0)
+        upload_headers(req, resp, name, upload_id, 0)
 
     def _mount(self, req: falcon.Request, name: str, d: Digest, source: str | None) -> bool:
         store = self.ctx.store
@@ -112,7 +121,7 @@ class UploadResource:
         self._check(req, name, upload_id)
         size = self.ctx.uploads.size(name, upload_id)
         resp.status = falcon.HTTP_204
-        upload_headers(resp, name, upload_id, size)
+        upload_headers(req, resp, name, upload_id, size)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
         self._check(req, name, upload_id)
@@ -121,22 +130,22 @@ class UploadResource:
         length = req.content_length
         content_range = req.get_header("Content-Range")
         if content_range:
-            m = _CONTENT_RANGE.match(content_range.strip())
-            if not m:
+            parsed = parse_content_range(content_range)
+            if parsed is None:
                 raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
-            start, end = int(m.group(1)), int(m.group(2))
+            start, end = parsed
             if start != size or end < start:
                 # Out of order: tell the client where the upload really is.
                 raise RangeInvalid(
                     f"Content-Range {start}-{end} does not continue the upload at offset {size}",
-                    headers={"Range": f"0-{max(size - 1, 0)}", "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+                    headers={"Range": f"0-{max(size - 1, 0)}", "Location": upload_location(req, name, upload_id),
                              "Docker-Upload-UUID": upload_id},
                 )
             if length is not None and length != end - start + 1:
                 raise SizeInvalid(f"Content-Range {start}-{end} does not match Content-Length {length}")
         new_size = uploads.append(name, upload_id, req.bounded_stream, length)
         resp.status = falcon.HTTP_202
-        upload_headers(resp, name, upload_id, new_size)
+        upload_headers(req, resp, name, upload_id, new_size)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
         self._check(req, name, upload_id)
@@ -148,8 +157,8 @@ class UploadResource:
         size = uploads.size(name, upload_id)
         content_range = req.get_header("Content-Range")
         if content_range and req.content_length:
-            m = _CONTENT_RANGE.match(content_range.strip())
-            if not m or int(m.group(1)) != size:
+            parsed = parse_content_range(content_range)
+            if parsed is None or parsed[0] != size:
                 raise RangeInvalid(f"Content-Range {content_range[:100]!r} does not continue the upload at {size}",
                                    headers={"Range": f"0-{max(size - 1, 0)}"})
         total = uploads.finish(name, upload_id, d, req.bounded_stream, req.content_length or 0)
