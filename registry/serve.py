@@ -7,6 +7,8 @@ second signal exits at once. Distribution drains the same way.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import signal
 import sys
@@ -18,18 +20,27 @@ from typing import Any
 import waitress.server
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 from registry.config import drain_timeout, http_addr, http_net, http_prefix
+from registry.handlers.base import API_VERSION_HEADER
 from registry.plugins import options_of
 
 log = logging.getLogger(__name__)
 
-#: Our defaults where waitress's do not suit a registry (its body cap of 1 GiB breaks layer pushes).
+#: Our defaults where waitress's do not suit a registry: its body cap of 1 GiB breaks layer pushes,
+#: and its 8 KiB socket reads cost one turn of the event loop (and one append to the request's
+#: buffer) per 8 KiB of every layer pushed; 1 MiB reads took a 512 MiB push from ~180 to ~260 MB/s
+#: (docs/benchmarks.md). A read returns what has arrived, so small requests are unaffected.
 WAITRESS_DEFAULTS: Mapping[str, Any] = {
     "threads": 8,
     "max_request_body_size": 0,
+    "recv_bytes": 1 << 20,
     "ident": "registry",
 }
+
+#: The most bytes of a response waitress reads per attempt to send (see :class:`_Channel`).
+SEND_CHUNK = 1 << 20
 
 # How often the serving loop looks at the stop flag, and how often it checks on draining connections.
 _POLL_SECONDS = 0.5
@@ -61,6 +72,60 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
+class _OCIErrorTask(ErrorTask):
+    """waitress's own error responses (a malformed request, headers or a body over the limits, an
+    unsupported transfer coding) with the OCI error body, like every error the app sends."""
+
+    def execute(self) -> None:
+        e = self.request.error
+        code = {413: "SIZE_INVALID", 500: "UNKNOWN"}.get(e.code, "UNSUPPORTED")
+        body = json.dumps({"errors": [{"code": code, "message": f"{e.reason}: {e.body}"}]}).encode()
+        self.status = f"{e.code} {e.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), API_VERSION_HEADER])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+_TLS_REFUSAL = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+    b"Client sent an HTTP request to an HTTPS server.\n"
+)
+
+
+class _Channel(HTTPChannel):
+    """waitress's connection, reading at most :data:`SEND_CHUNK` bytes of a response per send, and
+    answering waitress's own errors with the OCI error body (:class:`_OCIErrorTask`).
+
+    waitress reads as much of a response body as the socket's send buffer holds (``SO_SNDBUF``, about
+    4 MiB here) into a new string on every attempt to send, then re-reads from the file whatever the
+    kernel did not take: a blob download read each byte several times over. With 1 MiB reads a
+    512 MiB download went from ~1.6 to ~3 GB/s over loopback (docs/benchmarks.md). Only how much is
+    read per ``send`` changes; what is sent, and when, does not.
+    """
+
+    error_task_class = _OCIErrorTask
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sendbuf_len = min(self.sendbuf_len, SEND_CHUNK)
+        self._first_read = True
+
+    def received(self, data: bytes) -> bool:
+        # skopeo, podman and buildah try https:// first even with --tls-verify=false and fall back
+        # to http:// only once the handshake fails. waitress would wait for the end of a request
+        # line that a TLS ClientHello never sends, so each command stalled for the client's
+        # handshake timeout (10 s). Refuse at once, as Go's server (and so Distribution) does.
+        if self._first_read and data:
+            self._first_read = False
+            if data[:1] == b"\x16":
+                with contextlib.suppress(OSError):
+                    self.send(_TLS_REFUSAL)
+                self.will_close = True
+                return False
+        return super().received(data)
+
+
 class Server:
     """A waitress server that can be stopped gracefully from a signal handler or another thread.
 
@@ -76,6 +141,9 @@ class Server:
             self._map: dict[int, Any] = self._server.map
         else:
             self._map = self._server._map
+        for dispatcher in self._map.values():  # the listeners: nothing has been accepted yet
+            if isinstance(dispatcher, waitress.server.BaseWSGIServer):
+                dispatcher.channel_class = _Channel
         self._adj = self._server.adj
         self._stop_requested = False
         self._force = False

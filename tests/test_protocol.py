@@ -508,3 +508,25 @@ def test_configured_headers_on_every_response(driver):
 def test_locations_carry_the_mount_prefix(client):
     r = client.simulate_post("/v2/p/blobs/uploads/", extras={"SCRIPT_NAME": "/registry"})
     assert r.headers["Location"].startswith("/registry/v2/p/blobs/uploads/")
+
+
+def test_referrers_include_the_tag_schema_index(client, pusher):
+    """Artifacts attached through a registry without the API live in a sha256-<hex> tag index."""
+    d, raw = pusher.image("fallback/img", "v1")
+    sig, sig_raw = _artifact(pusher, "fallback/other", d, raw, "application/vnd.example.sig")  # elsewhere
+    art = json.loads(sig_raw)
+    art.pop("subject")
+    art_raw = json.dumps(art).encode()
+    for blob in (b"{}", b"application/vnd.example.sig"):
+        pusher.blob("fallback/img", blob)
+    assert client.simulate_put(f"/v2/fallback/img/manifests/{sha256(art_raw)}", body=art_raw,
+                               headers={"Content-Type": OCI_MANIFEST}).status_code == 201
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha256(art_raw), "size": len(art_raw),
+         "artifactType": "application/vnd.example.sig"}]}).encode()
+    tag = d.replace(":", "-")
+    assert client.simulate_put(f"/v2/fallback/img/manifests/{tag}", body=index,
+                               headers={"Content-Type": OCI_INDEX}).status_code == 201
+    listed = client.simulate_get(f"/v2/fallback/img/referrers/{d}").json["manifests"]
+    assert [m["digest"] for m in listed] == [sha256(art_raw)]
+    assert listed[0]["artifactType"] == "application/vnd.example.sig"

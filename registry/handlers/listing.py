@@ -8,10 +8,13 @@ from urllib.parse import urlencode
 import falcon
 
 from registry.auth import Access
-from registry.errors import BadRequest, ManifestInvalid, NameUnknown
+from registry.digests import Digest, parse_digest
+from registry.errors import BadRequest, DigestInvalid, ManifestInvalid, NameUnknown
 from registry.handlers.base import Context, check_digest, check_name, pull, url
 from registry.manifests import OCI_INDEX, media_type_of, parse_manifest
 from registry.storage.driver import PathNotFoundError
+
+_DESCRIPTOR_KEYS = frozenset({"mediaType", "digest", "size", "artifactType", "annotations"})
 
 #: Page size when the client gives no ``n`` (and the most a client may ask for).
 DEFAULT_PAGE = 1000
@@ -101,9 +104,38 @@ class ReferrersResource:
             if manifest.annotations:
                 desc["annotations"] = manifest.annotations
             descriptors.append(desc)
+        known = {x["digest"] for x in descriptors}
+        descriptors += [x for x in self._from_tag_schema(name, subject) if x["digest"] not in known]
         if artifact_type is not None:
             descriptors = [x for x in descriptors if x.get("artifactType") == artifact_type]
             resp.set_header("OCI-Filters-Applied", "artifactType")
         descriptors.sort(key=lambda x: x["digest"])
         resp.content_type = OCI_INDEX
         resp.data = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}).encode()
+
+    def _from_tag_schema(self, name: str, subject: Digest) -> list[dict]:
+        """Descriptors in the ``<alg>-<hex>`` tag index that clients keep where a registry has no
+        referrers API (Distribution 2.8): the spec requires listing them once the API is enabled."""
+        store = self.ctx.store
+        d = store.resolve_tag(name, f"{subject.algorithm}-{subject.hex}"[:128])
+        raw = store.get_manifest(name, d) if d is not None else None
+        if raw is None:
+            return []
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return []
+        entries = doc.get("manifests") if isinstance(doc, dict) else None
+        if not isinstance(entries, list):
+            return []
+        found = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+                continue
+            try:
+                ref = parse_digest(entry["digest"])
+            except DigestInvalid:
+                continue
+            if store.has_manifest(name, ref):
+                found.append({k: v for k, v in entry.items() if k in _DESCRIPTOR_KEYS})
+        return found
