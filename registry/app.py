@@ -131,6 +131,7 @@ def create_app(
         config=config,
     )
     app = RegistryApp(router=RegexRouter(), middleware=[_Middleware(pm, config)], cors_enable=False)
+    app.registry_context = ctx  # for the server's maintenance threads (upload purging)
     app.req_options.auto_parse_form_urlencoded = False
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.keep_blank_qs_values = True

@@ -130,6 +130,9 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # address in use, host that does not resolve...
         log.error("cannot listen on %s: %s", options_of(config, "http").get("addr", "the default address"), exc)
         return 1
+    from registry.storage.purge import start_purger
+
+    start_purger(app.registry_context.store.driver, config)  # type: ignore[attr-defined]
     run_until_signalled(server, describe=_describe_storage(config))
     return 0
 

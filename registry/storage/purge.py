@@ -1,0 +1,91 @@
+"""Upload purging: delete upload sessions abandoned longer than ``age`` (Distribution's
+``storage.maintenance.uploadpurging``), so failed pushes do not fill the disk."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from registry.config import parse_duration
+from registry.plugins import options_of
+from registry.storage import paths
+from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AGE = 168 * 3600.0
+DEFAULT_INTERVAL = 24 * 3600.0
+
+
+def _started(driver: StorageDriver, upload_dir: str) -> datetime.datetime | None:
+    """When the upload began: its ``startedat`` file (as Distribution writes it), else the data's mtime."""
+    try:
+        raw = driver.get_content(f"{upload_dir}/startedat").decode("ascii", "replace").strip()
+        text = raw.replace("Z", "+00:00")
+        if "." in text:  # Go writes nanoseconds; Python parses at most microseconds
+            head, _, tail = text.partition(".")
+            digits = "".join(c for c in tail if c.isdigit())
+            text = f"{head}.{digits[:6]}{tail[len(digits):]}"
+        return datetime.datetime.fromisoformat(text)
+    except (PathNotFoundError, ValueError):
+        pass
+    try:
+        return driver.stat(f"{upload_dir}/data").mod_time
+    except PathNotFoundError:
+        return None
+
+
+def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = False,
+                  now: datetime.datetime | None = None) -> list[str]:
+    """Delete every ``_uploads/<id>`` directory older than ``age`` seconds; returns their paths."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    cutoff = now - datetime.timedelta(seconds=age)
+    purged = []
+    try:
+        tree = list(driver.walk(paths.REPOSITORIES))
+    except PathNotFoundError:
+        return []
+    for info in tree:
+        if not info.is_dir or info.path.rsplit("/", 2)[-2:-1] != ["_uploads"]:
+            continue
+        started = _started(driver, info.path)
+        if started is not None and started.tzinfo is None:
+            started = started.replace(tzinfo=datetime.UTC)
+        if started is None or started >= cutoff:
+            continue
+        purged.append(info.path)
+        if not dry_run:
+            try:
+                driver.delete(info.path)
+            except PathNotFoundError:
+                pass  # finished or purged by another process meanwhile
+    return purged
+
+
+def start_purger(driver: StorageDriver, config: Mapping[str, Any]) -> threading.Thread | None:
+    """Run :func:`purge_uploads` now and every ``interval`` in a daemon thread, if enabled."""
+    options = options_of(config, "storage.maintenance.uploadpurging")
+    if options.get("enabled", True) is False:
+        return None
+    age = parse_duration(options["age"]) if options.get("age") is not None else DEFAULT_AGE
+    interval = parse_duration(options["interval"]) if options.get("interval") is not None else DEFAULT_INTERVAL
+    dry_run = options.get("dryrun") is True
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                purged = purge_uploads(driver, age, dry_run=dry_run)
+                if purged:
+                    log.info("upload purging %s %d abandoned uploads", "found" if dry_run else "removed", len(purged))
+            except StorageError as exc:
+                log.warning("upload purging failed: %s", exc)
+            if stop.wait(max(interval, 60.0)):
+                return
+
+    thread = threading.Thread(target=loop, name="upload-purger", daemon=True)
+    thread.start()
+    return thread
