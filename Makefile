@@ -25,5 +25,16 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The side-by-side benchmark against Distribution (docs/benchmarks.md); BENCH_QUICK=1 for a smoke run.
+bench: install
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench
+
+# Mixed push/pull/delete load against a real server, sampling its memory and open files; not part of
+# `make test`. SOAK_SECONDS (default 600) sets the duration, SOAK_ARGS passes more options.
+SOAK_SECONDS ?= 600
+soak: install
+	$(BIN)/python contrib/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,7 +11,7 @@ from registry.routing import DIGEST_RE
 
 #: Registered algorithms and the exact length of their lowercase hex encodings.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
-_HEX = re.compile(r"^[a-f0-9]+$")
+_HEX = re.compile(r"^[a-f0-9]+\Z")
 
 
 class Digest(NamedTuple):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from functools import cache
+from decimal import Decimal
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -67,6 +68,10 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 @cache
 def _validators() -> dict[str, jsonschema.protocols.Validator]:
     base = resources.files("registry") / "schemas"
@@ -81,8 +86,24 @@ def _validators() -> dict[str, jsonschema.protocols.Validator]:
     }
 
 
+#: Manifests up to this many bytes have their media type remembered, by content (so never stale):
+#: otherwise every manifest GET parses the whole document for one field. At most 1024 are kept.
+MEDIA_TYPE_CACHE_LIMIT = 16384
+
+
 def media_type_of(raw: bytes) -> str:
     """The media type of stored manifest bytes (for ``Content-Type`` on GET)."""
+    if type(raw) is bytes and len(raw) <= MEDIA_TYPE_CACHE_LIMIT:
+        return _cached_media_type(raw)
+    return _parse_media_type(raw)
+
+
+@lru_cache(maxsize=1024)
+def _cached_media_type(raw: bytes) -> str:
+    return _parse_media_type(raw)
+
+
+def _parse_media_type(raw: bytes) -> str:
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -106,7 +127,15 @@ def _media_type(doc: Any) -> str | None:
 def parse_manifest(raw: bytes, content_type: str | None) -> Manifest:
     """Validate ``raw`` as a manifest; raises :class:`ManifestInvalid` with the reason."""
     try:
-        doc = json.loads(raw, object_pairs_hook=_reject_duplicates)
+        # Only what Go clients (containerd, docker, skopeo) can read back, or a tag could point at a
+        # manifest nobody can pull: UTF-8 without a byte order mark (json.loads alone would take UTF-16,
+        # UTF-32 and a BOM), no NaN or Infinity, and fractions kept as Decimal so the schemas' "integer"
+        # refuses "size": 5.0 and "schemaVersion": 2.0, which Go will not unmarshal into an int.
+        text = raw.decode("utf-8")
+        if text.startswith("\ufeff"):
+            raise ValueError("a byte order mark is not allowed")
+        doc = json.loads(text, object_pairs_hook=_reject_duplicates, parse_float=Decimal,
+                         parse_constant=_reject_constant)
     except ManifestInvalid:
         raise
     except (ValueError, RecursionError) as exc:

@@ -22,10 +22,11 @@ TAG = r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
 DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 UPLOAD_ID = r"[A-Za-z0-9_-]{1,128}"
 
-NAME_RE = re.compile(rf"^{NAME}$")
-TAG_RE = re.compile(rf"^{TAG}$")
-DIGEST_RE = re.compile(rf"^{DIGEST}$")
-REFERENCE_RE = re.compile(rf"^(?:{TAG}|{DIGEST})$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "latest\n" through as a tag.
+NAME_RE = re.compile(rf"^{NAME}\Z")
+TAG_RE = re.compile(rf"^{TAG}\Z")
+DIGEST_RE = re.compile(rf"^{DIGEST}\Z")
+REFERENCE_RE = re.compile(rf"^(?:{TAG}|{DIGEST})\Z")
 
 #: Distribution refuses names longer than this (with NAME_INVALID).
 MAX_NAME_LENGTH = 255

@@ -10,7 +10,7 @@ import falcon
 from registry.errors import BlobUnknown, RangeInvalid, Unsupported
 from registry.handlers.base import Context, check_digest, check_name, delete, pull
 
-_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)\Z")
 #: Positions are capped here before int(): Python refuses to convert strings of over 4300 digits, and
 #: no blob is this large, so the cap never changes a range's meaning.
 _MAX_POSITION = 1 << 63
@@ -29,7 +29,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    m = _RANGE.match(header.strip())
+    m = _RANGE.match(header.strip(" \t"))  # OWS only (RFC 9110 §5.5)
     if not m:
         return None
     first, last = m.group(1), m.group(2)

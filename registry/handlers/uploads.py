@@ -23,13 +23,13 @@ from registry.handlers.base import (
 from registry.routing import NAME_RE, UPLOAD_ID
 
 # Offsets of at most 19 digits (int64, as Distribution parses them): Python's int() refuses over 4300.
-_CONTENT_RANGE = re.compile(r"^(?:bytes )?([0-9]{1,19})-([0-9]{1,19})$")
-_UPLOAD_ID_RE = re.compile(rf"^{UPLOAD_ID}$")
+_CONTENT_RANGE = re.compile(r"^(?:bytes )?([0-9]{1,19})-([0-9]{1,19})\Z")
+_UPLOAD_ID_RE = re.compile(rf"^{UPLOAD_ID}\Z")
 
 
 def parse_content_range(header: str) -> tuple[int, int] | None:
     """A chunk's ``Content-Range`` (``start-end``, inclusive, ``bytes `` optional); ``None`` if malformed."""
-    m = _CONTENT_RANGE.match(header.strip())
+    m = _CONTENT_RANGE.match(header.strip(" \t"))  # OWS only (RFC 9110 §5.5)
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 

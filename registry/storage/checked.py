@@ -39,7 +39,8 @@ def validate_path(path: str, *, root_ok: bool = False) -> str:
     # fullmatch, not match: ``$`` would also accept a trailing newline ("/a\n").
     if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise InvalidPathError(f"invalid path: {path!r}", path=str(path))
-    if any(part in (".", "..") for part in path.split("/")):
+    # A "." or ".." component always follows a "/": most paths are cleared without splitting.
+    if "/." in path and any(part in (".", "..") for part in path.split("/")):
         raise InvalidPathError(f"invalid path: {path!r}", path=path)
     return path
 

@@ -72,10 +72,15 @@ class Store:
     # -- repositories -----------------------------------------------------------------------------
 
     def repository_exists(self, name: str) -> bool:
-        try:
-            return self.driver.stat(paths.repository(name)).is_dir
-        except PathNotFoundError:
-            return False
+        """Whether something was pushed to ``name``: an upload session alone does not count, so a
+        failed push to a new name (which leaves an empty ``_uploads`` on disk) does not create it."""
+        for sub in (paths.layers_dir(name), paths.manifests_dir(name)):
+            try:
+                if self.driver.stat(sub).is_dir:
+                    return True
+            except PathNotFoundError:
+                continue
+        return False
 
     # -- layers (blobs linked into a repository) --------------------------------------------------
 
@@ -124,13 +129,21 @@ class Store:
         self._link(paths.revision_link(name, d), d)
 
     def delete_manifest(self, name: str, d: Digest) -> bool:
-        """Delete the revision and every tag that points at it (as Distribution does)."""
-        if not self._unlink(paths.revision_dir(name, d)):
+        """Delete the revision and every tag that points at it (as Distribution does).
+
+        The tags go first: a storage failure part-way leaves the manifest with fewer tags, never a
+        tag pointing at a manifest the repository no longer has, and a retried delete finishes.
+        """
+        if not self.has_manifest(name, d):
             return False
-        for tag in self.tags(name):
+        try:
+            tags = self.tags(name)
+        except PathNotFoundError:  # no tag at all: the repository was pushed to by digest only
+            tags = []
+        for tag in tags:
             if self.resolve_tag(name, tag) == d:
                 self._unlink(paths.tag_dir(name, tag))
-        return True
+        return self._unlink(paths.revision_dir(name, d))
 
     # -- tags ------------------------------------------------------------------------------------
 
@@ -195,8 +208,9 @@ class Store:
             return
         names = sorted(c.rsplit("/", 1)[1] for c in children)
         # A repository directory holds _layers, _manifests or _uploads; name components never
-        # start with "_", so the two cannot be confused.
-        if prefix and any(n.startswith("_") for n in names) and (after is None or prefix > after):
+        # start with "_", so the two cannot be confused. Only uploads (a push that failed or never
+        # finished) is not a repository yet, as in Distribution's catalog.
+        if prefix and any(n in ("_layers", "_manifests") for n in names) and (after is None or prefix > after):
             yield prefix
         for n in names:
             if n.startswith("_"):
