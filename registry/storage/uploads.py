@@ -9,11 +9,9 @@ never wrong.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import hashlib
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from typing import BinaryIO
@@ -30,23 +28,6 @@ log = logging.getLogger(__name__)
 #: Bytes read from the request body per write: large enough that per-call overhead vanishes,
 #: small enough that memory stays flat whatever the blob size.
 CHUNK = 1 << 20
-
-#: Bodies of at least this many bytes are hashed on a helper thread while they are written. SHA-256
-#: and the file write both release the GIL, so with two cores the hash (~1.3 GB/s here) hides behind
-#: the write (~0.9 GB/s into the page cache) instead of adding to it; for small bodies the hand-off
-#: would cost more than it saves.
-OVERLAP_MIN = 4 * CHUNK
-
-_hash_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_hash_pool_lock = threading.Lock()
-
-
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _hash_pool
-    with _hash_pool_lock:
-        if _hash_pool is None:
-            _hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="registry-hash")
-        return _hash_pool
 
 
 def new_upload_id() -> str:
@@ -115,10 +96,7 @@ class Uploads:
                 if hasher is not None:
                     hasher.update(chunk)
 
-            if hasher is not None and length is not None and length >= OVERLAP_MIN:
-                written = _copy_overlapped(body, writer.write, hasher.update, limit=length)
-            else:
-                written = _copy(body, sink, limit=length)
+            written = _copy(body, sink, limit=length)
             if length is not None and written != length:
                 raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
             writer.commit()
@@ -178,29 +156,4 @@ def _copy(src: BinaryIO, sink: Callable[[bytes], object], limit: int | None) -> 
             break
         sink(chunk)
         total += len(chunk)
-    return total
-
-
-def _copy_overlapped(src: BinaryIO, write: Callable[[bytes], object], update: Callable[[bytes], object],
-                     limit: int) -> int:
-    """:func:`_copy` into ``write``, with ``update`` fed the same chunks, in order, on a helper thread:
-    chunk *n* is hashed while it is written and chunk *n + 1* is read."""
-    total = 0
-    pending: concurrent.futures.Future | None = None
-    try:
-        while total < limit:
-            chunk = src.read(min(CHUNK, limit - total))
-            if not chunk:
-                break
-            if pending is not None:
-                pending.result()  # the previous chunk is in the hash before this one goes in
-            pending = _pool().submit(update, chunk)
-            write(chunk)
-            total += len(chunk)
-    except BaseException:
-        if pending is not None:
-            concurrent.futures.wait([pending])  # never leave the hasher in use behind our back
-        raise
-    if pending is not None:
-        pending.result()
     return total
