@@ -90,7 +90,11 @@ class BlobResource:
         resp.set_header("Docker-Content-Digest", str(d))
         resp.set_header("Accept-Ranges", "bytes")
         resp.content_type = "application/octet-stream"
-        rng = parse_range(req.get_header("Range"), size)
+        try:
+            rng = parse_range(req.get_header("Range"), size)
+        except RangeInvalid as exc:
+            exc.headers.setdefault("Content-Range", f"bytes */{size}")  # RFC 9110 §15.5.17
+            raise
         if rng is None and self.ctx.redirect_enabled:
             url = self.ctx.store.blob_redirect(req.method, d)
             if url:

@@ -117,7 +117,7 @@ class ReferrersResource:
         """Descriptors in the ``<alg>-<hex>`` tag index that clients keep where a registry has no
         referrers API (Distribution 2.8): the spec requires listing them once the API is enabled."""
         store = self.ctx.store
-        d = store.resolve_tag(name, f"{subject.algorithm}-{subject.hex}"[:128])
+        d = store.resolve_tag(name, f"{subject.algorithm}-{subject.hex[:64]}")  # <ref> is limited to 64
         raw = store.get_manifest(name, d) if d is not None else None
         if raw is None:
             return []

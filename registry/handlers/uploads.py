@@ -94,9 +94,11 @@ class UploadsResource:
             if not store.has_layer_link(source, d) or store.blob_size(d) is None:
                 return False
         else:
-            # Without `from`, mount only what anyone may read: with access control configured we
-            # cannot tell which repository would grant it, so fall back to an upload.
-            if self.ctx.access is not None or store.blob_size(d) is None:
+            # Without `from`, mount only what anyone may read: with access control configured (an
+            # access controller or a registry_authorize plugin, which may veto pulls per repository)
+            # we cannot tell which repository would grant it, so fall back to an upload.
+            if (self.ctx.access is not None or self.ctx.pm.hook.registry_authorize.get_hookimpls()
+                    or store.blob_size(d) is None):
                 return False
         store.link_layer(name, d)
         return True

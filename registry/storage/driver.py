@@ -124,7 +124,13 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def writer(self, path: str, append: bool = False) -> FileWriter:
         """Return a writer for ``path``; with ``append`` it continues an existing (possibly
-        uncommitted) file and raises :class:`PathNotFoundError` when there is none."""
+        uncommitted) file and raises :class:`PathNotFoundError` when there is none.
+
+        Appending writers of one path take turns: a second one waits until the first is committed,
+        cancelled or closed (across processes where the storage is shared), and :meth:`move` of the
+        path waits too. Uploads rely on it: a chunk's offset and hash state must cover exactly the
+        bytes before it, and no byte may reach an upload's data after it was checked and moved.
+        """
 
     @abc.abstractmethod
     def stat(self, path: str) -> FileInfo:

@@ -32,6 +32,12 @@ class _Writer(FileWriter):
         self._buf = bytearray(start)
         self._done = False
         self._committed = False
+        self._released = False
+
+    def _release(self) -> None:
+        if self._append and not self._released:
+            self._released = True
+            self._driver._end_append(self._path)
 
     def write(self, data: bytes) -> int:
         if self._done:
@@ -46,7 +52,10 @@ class _Writer(FileWriter):
     def commit(self) -> None:
         if self._done:
             raise StorageError("writer already committed, cancelled or closed", path=self._path)
-        self._driver._store(self._path, bytes(self._buf))
+        try:
+            self._driver._store(self._path, bytes(self._buf))
+        finally:
+            self._release()
         self._done = self._committed = True
 
     def cancel(self) -> None:
@@ -55,9 +64,11 @@ class _Writer(FileWriter):
         if self._append:
             self._driver._discard(self._path)
         self._done = True
+        self._release()
 
     def close(self) -> None:
         self._done = True
+        self._release()
 
 
 class InMemoryDriver(StorageDriver):
@@ -68,6 +79,18 @@ class InMemoryDriver(StorageDriver):
     def __init__(self) -> None:
         self._files: dict[str, tuple[bytes, datetime.datetime]] = {}
         self._lock = threading.RLock()
+        # Paths with an open appending writer: one at a time per path, and move waits for it,
+        # as the file system driver's locks do (see the StorageDriver.writer contract).
+        self._appending: set[str] = set()
+        self._appenders_done = threading.Condition(self._lock)
+
+    def _wait_for_appender(self, path: str) -> None:
+        self._appenders_done.wait_for(lambda: path not in self._appending, timeout=600)
+
+    def _end_append(self, path: str) -> None:
+        with self._lock:
+            self._appending.discard(path)
+            self._appenders_done.notify_all()
 
     def _store(self, path: str, content: bytes) -> None:
         with self._lock:
@@ -103,9 +126,11 @@ class InMemoryDriver(StorageDriver):
         with self._lock:
             start = b""
             if append:
+                self._wait_for_appender(path)
                 if path not in self._files:
                     raise PathNotFoundError(path=path)
                 start = self._files[path][0]
+                self._appending.add(path)
             elif self._is_dir(path):
                 raise StorageError("a directory exists at this path", path=path)
             return _Writer(self, path, start, append)
@@ -129,6 +154,7 @@ class InMemoryDriver(StorageDriver):
 
     def move(self, source: str, dest: str) -> None:
         with self._lock:
+            self._wait_for_appender(source)
             if source not in self._files:
                 raise PathNotFoundError(path=source)
             if self._is_dir(dest):

@@ -14,6 +14,7 @@ way round; ``tests/test_paths.py`` pins every path.
         _manifests/tags/<tag>/index/<alg>/<hex>/link
         _uploads/<id>/data
         _uploads/<id>/startedat
+        _uploads/<id>/committing                       (ours: the data while PUT checks its digest)
         _uploads/<id>/hashstates/<alg>/<offset>        (Distribution's Go hash states; never read)
         _uploads/<id>/pyhashstates/<alg>/<offset>      (ours: OpenSSL context, see hashstate.py)
         _referrers/<alg>/<hex>/<alg>/<hex>/link        (ours: subject -> referrer; Distribution ignores it)
@@ -86,6 +87,11 @@ def upload_dir(name: str, upload_id: str) -> str:
 
 def upload_data(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/data"
+
+
+def upload_committing(name: str, upload_id: str) -> str:
+    """Where an upload's data is moved while its digest is checked: no writer can reach it there."""
+    return f"{upload_dir(name, upload_id)}/committing"
 
 
 def upload_started_at(name: str, upload_id: str) -> str:

@@ -61,7 +61,7 @@ class Uploads:
         except PathNotFoundError:
             raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
 
-    def _load_hasher(self, name: str, upload_id: str, offset: int) -> ResumableSha256 | None:
+    def _load_hasher(self, name: str, upload_id: str, offset: int, data: str | None = None) -> ResumableSha256 | None:
         if not RESUMABLE:
             return None
         if offset == 0:
@@ -73,7 +73,7 @@ class Uploads:
             pass
         # No state for this offset: rebuild it from the data (one read of what was uploaded).
         hasher = ResumableSha256()
-        with self.driver.reader(paths.upload_data(name, upload_id), 0) as src:
+        with self.driver.reader(data or paths.upload_data(name, upload_id), 0) as src:
             _copy(src, hasher.update, limit=offset)
         return hasher
 
@@ -85,11 +85,15 @@ class Uploads:
 
     def append(self, name: str, upload_id: str, body: BinaryIO, length: int | None) -> int:
         """Append the request body; returns the new size. ``length`` bounds what is read."""
-        offset = self.size(name, upload_id)
-        hasher = self._load_hasher(name, upload_id, offset)
-        writer = self.driver.writer(paths.upload_data(name, upload_id), append=True)
         try:
-            start = writer.size
+            writer = self.driver.writer(paths.upload_data(name, upload_id), append=True)
+        except PathNotFoundError:
+            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+        try:
+            # The driver lets one appending writer in at a time, so the offset is the writer's, and
+            # the hash state loaded for it covers exactly the bytes before ours.
+            start = offset = writer.size
+            hasher = self._load_hasher(name, upload_id, offset)
 
             def sink(chunk: bytes) -> None:
                 writer.write(chunk)
@@ -117,8 +121,19 @@ class Uploads:
         """
         if body is not None and length:
             self.append(name, upload_id, body, length)
-        size = self.size(name, upload_id)
-        actual = self._digest(name, upload_id, expected.algorithm, size)
+        # Take the data out of every writer's reach before checking it (the driver's move waits for
+        # an appending writer to finish): bytes a racing PATCH adds can then never be moved into
+        # place under a digest that was checked without them.
+        data = paths.upload_committing(name, upload_id)
+        try:
+            self.driver.move(paths.upload_data(name, upload_id), data)
+        except PathNotFoundError:
+            pass  # a PUT that failed after this step is being retried: its data waits at `data`
+        try:
+            size = self.driver.stat(data).size
+        except PathNotFoundError:
+            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+        actual = self._digest(name, upload_id, expected.algorithm, size, data)
         if actual != expected.hex:
             self.cancel(name, upload_id)
             raise DigestInvalid(
@@ -129,19 +144,19 @@ class Uploads:
             # Already stored (pushed by someone else): keep the existing copy untouched.
             pass
         else:
-            self.driver.move(paths.upload_data(name, upload_id), paths.blob_data(expected))
+            self.driver.move(data, paths.blob_data(expected))
         self.store.link_layer(name, expected)
         with contextlib.suppress(PathNotFoundError):
             self.driver.delete(paths.upload_dir(name, upload_id))
         return size
 
-    def _digest(self, name: str, upload_id: str, algorithm: str, size: int) -> str:
+    def _digest(self, name: str, upload_id: str, algorithm: str, size: int, data: str) -> str:
         if algorithm == "sha256":
-            hasher = self._load_hasher(name, upload_id, size)
+            hasher = self._load_hasher(name, upload_id, size, data)
             if hasher is not None:
                 return hasher.hexdigest()
         h = hashlib.new(algorithm)
-        with self.driver.reader(paths.upload_data(name, upload_id), 0) as src:
+        with self.driver.reader(data, 0) as src:
             _copy(src, h.update, limit=size)
         return h.hexdigest()
 

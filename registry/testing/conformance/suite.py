@@ -725,6 +725,44 @@ class DriverSuite:
             assert storage.get_content(f"{prefix}/shared/deep/p{i}/file") == contents[i][:100]
         assert len(storage.list(f"{prefix}/shared/deep/dir")) == THREADS
 
+    def test_appending_writers_take_turns(self, storage: CheckedDriver, prefix: str) -> None:
+        """A second appending writer on a path waits until the first is closed (uploads rely on it:
+        the offset and the hash state of a chunk must cover exactly the bytes before it)."""
+        path = f"{prefix}/upload"
+        storage.put_content(path, b"0123")
+        first = storage.writer(path, append=True)
+        got: list[int] = []
+        second = threading.Thread(target=lambda: _append_and_report(storage, path, b"B", got), daemon=True)
+        second.start()
+        second.join(0.3)
+        assert not got, "a second appending writer got in while the first was open"
+        first.write(b"A")
+        first.commit()
+        first.close()
+        second.join(10)
+        assert got == [5]  # it started where the first one ended
+        assert storage.get_content(path) == b"0123AB"
+
+    def test_move_waits_for_an_appending_writer(self, storage: CheckedDriver, prefix: str) -> None:
+        """A move of a file being appended to waits for the writer: bytes written after a move must
+        never land in the moved file (an upload's data moved into place as a blob)."""
+        path, dest = f"{prefix}/upload", f"{prefix}/blob"
+        storage.put_content(path, b"data")
+        writer = storage.writer(path, append=True)
+        moved = threading.Event()
+        mover = threading.Thread(target=lambda: (storage.move(path, dest), moved.set()), daemon=True)
+        mover.start()
+        mover.join(0.3)
+        assert not moved.is_set(), "move did not wait for the appending writer"
+        writer.write(b"+more")
+        writer.commit()
+        writer.close()
+        mover.join(10)
+        assert moved.is_set()
+        assert storage.get_content(dest) == b"data+more"
+        with pytest.raises(PathNotFoundError):
+            storage.writer(path, append=True)
+
     def test_concurrent_readers_of_one_path(self, storage: CheckedDriver, prefix: str) -> None:
         content = os.urandom(MiB)
         storage.put_content(f"{prefix}/file", content)
@@ -784,3 +822,11 @@ class DriverSuite:
 
 
 __all__ = ["DriverSuite"]
+
+
+def _append_and_report(storage: CheckedDriver, path: str, data: bytes, sizes: list[int]) -> None:
+    writer = storage.writer(path, append=True)
+    sizes.append(writer.size)
+    writer.write(data)
+    writer.commit()
+    writer.close()

@@ -28,6 +28,11 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from stat import S_ISDIR
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: appending writers are then not serialized
+    fcntl = None  # type: ignore[assignment]
 from typing import Any, BinaryIO
 
 from registry.storage.driver import (
@@ -201,13 +206,17 @@ class FilesystemDriver(StorageDriver):
 
     def move(self, source: str, dest: str) -> None:
         src, dst = self._root + source, self._root + dest
-        try:
-            os.replace(src, dst)
-        except _MISSING:
-            if not os.path.lexists(src):
-                raise PathNotFoundError(path=source) from None
-            _makedirs(os.path.dirname(dst))
-            os.replace(src, dst)
+        # Wait for appending writers of the source to finish, and keep new ones out while renaming:
+        # a writer still open on the moved file would otherwise keep appending to it at its new
+        # place (an open descriptor follows the file), changing a blob after its digest was checked.
+        with _exclusive(src, source):
+            try:
+                os.replace(src, dst)
+            except _MISSING:
+                if not os.path.lexists(src):
+                    raise PathNotFoundError(path=source) from None
+                _makedirs(os.path.dirname(dst))
+                os.replace(src, dst)
         _sync_dir(os.path.dirname(dst))
 
     def delete(self, path: str) -> None:
@@ -333,6 +342,12 @@ class _AppendWriter(FileWriter):
         except (*_MISSING, IsADirectoryError):
             raise PathNotFoundError(path=path) from None
         try:
+            # One appending writer per file at a time, across threads and processes: the lock is
+            # held until the writer is closed (it goes with the descriptor). Taken, the file must
+            # still be the one at the path: a move may have taken it away while we waited.
+            _lock(fd)
+            if not _same_file(fd, self._full):
+                raise PathNotFoundError(path=path)
             self._size = os.fstat(fd).st_size
         except BaseException:
             os.close(fd)
@@ -377,6 +392,35 @@ class _AppendWriter(FileWriter):
         if not self._ended:
             self._ended = "closed"
             self._file.close()
+
+
+def _lock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _same_file(fd: int, full: str) -> bool:
+    try:
+        here = os.stat(full)
+    except OSError:
+        return False
+    st = os.fstat(fd)
+    return (here.st_ino, here.st_dev) == (st.st_ino, st.st_dev)
+
+
+@contextlib.contextmanager
+def _exclusive(full: str, path: str) -> Iterator[None]:
+    """Hold the appending writers' lock on ``full`` (if it can be opened) for the duration."""
+    try:
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except (*_MISSING, IsADirectoryError, PermissionError):
+        yield  # a directory or a missing path: os.replace reports what is wrong
+        return
+    try:
+        _lock(fd)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _info(path: str, st: os.stat_result) -> FileInfo:
