@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from registry.config import parse_duration
@@ -38,28 +39,40 @@ def _started(driver: StorageDriver, upload_dir: str) -> datetime.datetime | None
         return None
 
 
+def _upload_dirs(driver: StorageDriver, path: str) -> Iterator[str]:
+    """Every ``_uploads/<id>`` below ``path``, found lazily: only repository directories and their
+    ``_uploads`` are listed, never ``_layers`` or ``_manifests`` (which dwarf everything else)."""
+    try:
+        children = driver.list(path)
+    except PathNotFoundError:
+        return
+    for child in sorted(children):
+        leaf = child.rsplit("/", 1)[1]
+        if leaf == "_uploads":
+            try:
+                yield from sorted(driver.list(child))
+            except PathNotFoundError:
+                continue
+        elif not leaf.startswith("_"):
+            yield from _upload_dirs(driver, child)
+
+
 def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = False,
                   now: datetime.datetime | None = None) -> list[str]:
     """Delete every ``_uploads/<id>`` directory older than ``age`` seconds; returns their paths."""
     now = now or datetime.datetime.now(datetime.UTC)
     cutoff = now - datetime.timedelta(seconds=age)
     purged = []
-    try:
-        tree = list(driver.walk(paths.REPOSITORIES))
-    except PathNotFoundError:
-        return []
-    for info in tree:
-        if not info.is_dir or info.path.rsplit("/", 2)[-2:-1] != ["_uploads"]:
-            continue
-        started = _started(driver, info.path)
+    for upload_dir in _upload_dirs(driver, paths.REPOSITORIES):
+        started = _started(driver, upload_dir)
         if started is not None and started.tzinfo is None:
             started = started.replace(tzinfo=datetime.UTC)
         if started is None or started >= cutoff:
             continue
-        purged.append(info.path)
+        purged.append(upload_dir)
         if not dry_run:
             try:
-                driver.delete(info.path)
+                driver.delete(upload_dir)
             except PathNotFoundError:
                 pass  # finished or purged by another process meanwhile
     return purged
@@ -74,8 +87,13 @@ def start_purger(driver: StorageDriver, config: Mapping[str, Any]) -> threading.
     interval = parse_duration(options["interval"]) if options.get("interval") is not None else DEFAULT_INTERVAL
     dry_run = options.get("dryrun") is True
     stop = threading.Event()
+    # As Distribution: a random delay before the first run (up to an hour, or the interval), so a
+    # restart, or many processes started together, do not all walk the storage at once.
+    first_delay = random.uniform(0, min(interval, 3600.0))
 
     def loop() -> None:
+        if stop.wait(first_delay):
+            return
         while True:
             try:
                 purged = purge_uploads(driver, age, dry_run=dry_run)
