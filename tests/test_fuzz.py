@@ -57,6 +57,12 @@ deterministic = true
 database = "none"
 no-shrink = true
 
+# An upload session is consumed by more than DELETE: a PUT that finishes it (201), or one whose digest
+# does not match (400, the session is cancelled, as in Distribution). This check only knows DELETE,
+# so POST -> PUT -> DELETE on one session reads to it as "created, then missing".
+[checks.ensure_resource_availability]
+enabled = false
+
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "3xx", 400, 401, 403, 404, 416, 429]
 
