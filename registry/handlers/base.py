@@ -71,6 +71,15 @@ class Context:
         call_each(self.pm, "registry_event", event=event)
 
 
+def event_target(d: Digest, size: int, media_type: str = "application/octet-stream",
+                 tag: str | None = None) -> dict[str, Any]:
+    """An event's ``target`` for content: Distribution sends ``size`` and, deprecated, ``length``."""
+    target: dict[str, Any] = {"mediaType": media_type, "digest": str(d), "size": size, "length": size}
+    if tag:
+        target["tag"] = tag
+    return target
+
+
 def check_name(name: str) -> str:
     """Validate a repository name by the spec's grammar (and Distribution's length limit)."""
     if len(name) > MAX_NAME_LENGTH or not NAME_RE.match(name):

@@ -8,7 +8,7 @@ from typing import BinaryIO
 import falcon
 
 from registry.errors import BlobUnknown, RangeInvalid, Unsupported
-from registry.handlers.base import Context, check_digest, check_name, delete, pull
+from registry.handlers.base import Context, check_digest, check_name, delete, event_target, pull
 
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)\Z")
 #: Positions are capped here before int(): Python refuses to convert strings of over 4300 digits, and
@@ -111,8 +111,7 @@ class BlobResource:
             resp.set_header("Content-Range", f"bytes {start}-{end}/{size}")
             resp.stream = LimitedReader(self.ctx.store.open_blob(d, start), end - start + 1)
             resp.content_length = end - start + 1
-        self.ctx.emit(req, "pull", name, {"mediaType": "application/octet-stream", "digest": str(d),
-                                          "size": size, "length": size})
+        self.ctx.emit(req, "pull", name, event_target(d, size))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, digest: str) -> None:
         check_name(name)

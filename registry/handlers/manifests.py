@@ -13,7 +13,7 @@ from registry.errors import (
     ManifestUnknown,
     Unsupported,
 )
-from registry.handlers.base import Context, check_name, delete, is_tag, pull, push, url
+from registry.handlers.base import Context, check_name, delete, event_target, is_tag, pull, push, url
 from registry.manifests import MAX_MANIFEST_SIZE, media_type_of, parse_manifest
 from registry.routing import DIGEST_RE
 
@@ -73,10 +73,7 @@ class ManifestResource:
         tag, d, raw = self._resolve(req, name, reference)
         self._headers(resp, d, raw)
         resp.data = raw
-        target = {"mediaType": resp.content_type, "digest": str(d), "size": len(raw), "length": len(raw)}
-        if tag:
-            target["tag"] = tag
-        self.ctx.emit(req, "pull", name, target)
+        self.ctx.emit(req, "pull", name, event_target(d, len(raw), resp.content_type, tag))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)
@@ -111,10 +108,7 @@ class ManifestResource:
         resp.location = url(req, f"/v2/{name}/manifests/{d}")
         resp.set_header("Docker-Content-Digest", str(d))
         resp.content_length = 0
-        target = {"mediaType": manifest.media_type, "digest": str(d), "size": len(raw), "length": len(raw)}
-        if tag:
-            target["tag"] = tag
-        self.ctx.emit(req, "push", name, target)
+        self.ctx.emit(req, "push", name, event_target(d, len(raw), manifest.media_type, tag))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)

@@ -14,6 +14,7 @@ from registry.handlers.base import (
     Context,
     check_digest,
     check_name,
+    event_target,
     pull,
     push,
     upload_headers,
@@ -45,8 +46,7 @@ def _created(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str
     resp.location = url(req, f"/v2/{name}/blobs/{d}")
     resp.set_header("Docker-Content-Digest", str(d))
     resp.content_length = 0
-    ctx.emit(req, action, name, {"mediaType": "application/octet-stream", "digest": str(d), "size": size,
-                                 "length": size})
+    ctx.emit(req, action, name, event_target(d, size))
 
 
 class UploadsResource:

@@ -280,19 +280,20 @@ class FilesystemDriver(StorageDriver):
             log.info("removed %d stale temporary files from %s", removed, self._tmpdir)
 
 
-class _FreshWriter(FileWriter):
-    """Writes a temporary file; :meth:`commit` fsyncs it and renames it over the path."""
+class _Writer(FileWriter):
+    """What both writers share: a buffered file, its size, and refusing use after the end."""
 
-    def __init__(self, driver: FilesystemDriver, path: str) -> None:
-        self._driver, self._path = driver, path
-        self._tmp, fd = driver._new_temp_file()
-        self._file = open(fd, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed by commit/cancel/close
-        self._size = 0
-        self._ended = ""  # why no more writes are allowed: "committed", "cancelled" or "closed"
+    _path: str
+    _file: Any
+    _size: int
+    _ended: str  # why no more writes are allowed: "committed", "cancelled" or "closed"
 
-    def write(self, data: bytes) -> int:
+    def _check_open(self) -> None:
         if self._ended:
             raise StorageError(f"writer already {self._ended}", path=self._path)
+
+    def write(self, data: bytes) -> int:
+        self._check_open()
         n = self._file.write(data)
         self._size += n
         return n
@@ -301,13 +302,26 @@ class _FreshWriter(FileWriter):
     def size(self) -> int:
         return self._size
 
+    def _flush_to_disk(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+
+class _FreshWriter(_Writer):
+    """Writes a temporary file; :meth:`commit` fsyncs it and renames it over the path."""
+
+    def __init__(self, driver: FilesystemDriver, path: str) -> None:
+        self._driver, self._path = driver, path
+        self._tmp, fd = driver._new_temp_file()
+        self._file = open(fd, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed by commit/cancel/close
+        self._size = 0
+        self._ended = ""
+
     def commit(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
+        self._check_open()
         self._ended = "closed"  # if anything below fails the writer is spent and its file removed
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._flush_to_disk()
             self._file.close()
             self._driver._install(self._tmp, self._path)
         except BaseException:
@@ -332,7 +346,7 @@ class _FreshWriter(FileWriter):
             _unlink_quietly(self._tmp)
 
 
-class _AppendWriter(FileWriter):
+class _AppendWriter(_Writer):
     """Appends to the file in place: an upload grows where it lies, and no copy is ever made."""
 
     def __init__(self, driver: FilesystemDriver, path: str) -> None:
@@ -355,24 +369,11 @@ class _AppendWriter(FileWriter):
         self._file = open(fd, "ab", buffering=_BUFFER)  # noqa: SIM115 - closed by commit/cancel/close
         self._ended = ""
 
-    def write(self, data: bytes) -> int:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
-        n = self._file.write(data)
-        self._size += n
-        return n
-
-    @property
-    def size(self) -> int:
-        return self._size
-
     def commit(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
+        self._check_open()
         self._ended = "closed"
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._flush_to_disk()
         finally:
             self._file.close()
         self._ended = "committed"
