@@ -25,6 +25,7 @@ from waitress.task import ErrorTask
 from registry.config import drain_timeout, http_addr, http_net, http_prefix
 from registry.handlers.base import API_VERSION_HEADER
 from registry.plugins import options_of
+from registry.spool import spooling_parser, usable_spool_directory
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,16 @@ class _Channel(HTTPChannel):
         return super().received(data)
 
 
+def _channel_class(app: Callable[..., Any]) -> type[HTTPChannel]:
+    """:class:`_Channel`, spooling large request bodies where the app's storage can adopt them."""
+    context = getattr(app, "registry_context", None)
+    driver = context.store.driver if context is not None else None
+    directory = usable_spool_directory(driver.spool_directory() if driver is not None else None)
+    if directory is None:
+        return _Channel
+    return type("_SpoolingChannel", (_Channel,), {"parser_class": spooling_parser(directory)})
+
+
 class Server:
     """A waitress server that can be stopped gracefully from a signal handler or another thread.
 
@@ -141,9 +152,10 @@ class Server:
             self._map: dict[int, Any] = self._server.map
         else:
             self._map = self._server._map
+        channel_class = _channel_class(app)
         for dispatcher in self._map.values():  # the listeners: nothing has been accepted yet
             if isinstance(dispatcher, waitress.server.BaseWSGIServer):
-                dispatcher.channel_class = _Channel
+                dispatcher.channel_class = channel_class
         self._adj = self._server.adj
         self._stop_requested = False
         self._force = False

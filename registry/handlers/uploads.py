@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from typing import BinaryIO
 
 import falcon
 
@@ -22,6 +23,7 @@ from registry.handlers.base import (
     url,
 )
 from registry.routing import NAME_RE, UPLOAD_ID
+from registry.spool import SpoolFile
 
 # Offsets of at most 19 digits (int64, as Distribution parses them): Python's int() refuses over 4300.
 _CONTENT_RANGE = re.compile(r"^(?:bytes )?([0-9]{1,19})-([0-9]{1,19})\Z")
@@ -32,6 +34,13 @@ def parse_content_range(header: str) -> tuple[int, int] | None:
     """A chunk's ``Content-Range`` (``start-end``, inclusive, ``bytes `` optional); ``None`` if malformed."""
     m = _CONTENT_RANGE.match(header.strip(" \t"))  # OWS only (RFC 9110 §5.5)
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def request_body(req: falcon.Request) -> BinaryIO:
+    """The body to store: the server's spool file itself when it is one the storage may adopt
+    (:mod:`registry.spool`; it holds exactly the body), else Falcon's length-bounded stream."""
+    raw = req.env.get("wsgi.input")
+    return raw if isinstance(raw, SpoolFile) else req.bounded_stream
 
 
 def check_upload_id(upload_id: str) -> str:
@@ -72,7 +81,7 @@ class UploadsResource:
             d = check_digest(digest)
             upload_id = self.ctx.uploads.start(name)
             try:
-                size = self.ctx.uploads.finish(name, upload_id, d, req.bounded_stream, req.content_length or 0)
+                size = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0)
             except BaseException:
                 self._discard(name, upload_id)
                 raise
@@ -131,7 +140,7 @@ class UploadResource:
         size = uploads.size(name, upload_id)
         length = req.content_length
         content_range = req.get_header("Content-Range")
-        if content_range:
+        if content_range is not None:  # present but empty is malformed too
             parsed = parse_content_range(content_range)
             if parsed is None:
                 raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
@@ -145,7 +154,7 @@ class UploadResource:
                 )
             if length is not None and length != end - start + 1:
                 raise SizeInvalid(f"Content-Range {start}-{end} does not match Content-Length {length}")
-        new_size = uploads.append(name, upload_id, req.bounded_stream, length)
+        new_size = uploads.append(name, upload_id, request_body(req), length)
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, new_size)
 
@@ -158,12 +167,12 @@ class UploadResource:
         uploads = self.ctx.uploads
         size = uploads.size(name, upload_id)
         content_range = req.get_header("Content-Range")
-        if content_range and req.content_length:
+        if content_range is not None:
             parsed = parse_content_range(content_range)
-            if parsed is None or parsed[0] != size:
+            if parsed is None or (req.content_length and parsed[0] != size):
                 raise RangeInvalid(f"Content-Range {content_range[:100]!r} does not continue the upload at {size}",
                                    headers={"Range": f"0-{max(size - 1, 0)}"})
-        total = uploads.finish(name, upload_id, d, req.bounded_stream, req.content_length or 0)
+        total = uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0)
         _created(self.ctx, req, resp, name, d, total)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:

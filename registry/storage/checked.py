@@ -77,6 +77,9 @@ class _CheckedWriter(FileWriter):
     def close(self) -> None:
         _normalized(self._name, self._inner.close, self._path)
 
+    def adopt(self, file: BinaryIO) -> bool:
+        return bool(_normalized(self._name, lambda: self._inner.adopt(file), self._path))
+
 
 class CheckedDriver(StorageDriver):
     """Wraps ``inner``: validates every path and normalizes every error."""
@@ -95,6 +98,10 @@ class CheckedDriver(StorageDriver):
     def put_content(self, path: str, content: bytes) -> None:
         validate_path(path)
         self._call(path, lambda: self.inner.put_content(path, bytes(content)))
+
+    def put_scratch(self, path: str, content: bytes) -> None:
+        validate_path(path)
+        self._call(path, lambda: self.inner.put_scratch(path, bytes(content)))
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         validate_path(path)
@@ -119,6 +126,14 @@ class CheckedDriver(StorageDriver):
         validate_path(source)
         validate_path(dest)
         self._call(source, lambda: self.inner.move(source, dest))
+
+    def move_scratch(self, source: str, dest: str) -> None:
+        validate_path(source)
+        validate_path(dest)
+        self._call(source, lambda: self.inner.move_scratch(source, dest))
+
+    def spool_directory(self) -> str | None:
+        return self._call("/", self.inner.spool_directory)
 
     def delete(self, path: str) -> None:
         validate_path(path)

@@ -90,6 +90,18 @@ class FileWriter(abc.ABC):
     def close(self) -> None:
         """Release resources. Idempotent. Does not commit."""
 
+    def adopt(self, file: BinaryIO) -> bool:
+        """Take the whole content of ``file`` as this writer's content and commit it, without copying.
+
+        Offered only to a writer that has written nothing and (appending) starts from an empty file,
+        with ``file`` an unnamed local temporary file that the caller owns and will close (a request
+        body spooled into :meth:`StorageDriver.spool_directory`). A driver that can give the file a
+        name (a filesystem driver linking it into place) does so, as atomically and durably as
+        :meth:`commit`, and returns ``True``; the writer is then committed. ``False`` (the default)
+        means nothing happened: the caller writes and commits as usual.
+        """
+        return False
+
     def __enter__(self) -> FileWriter:
         return self
 
@@ -151,6 +163,24 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def delete(self, path: str) -> None:
         """Delete a file or a directory with everything under it; raises :class:`PathNotFoundError`."""
+
+    def put_scratch(self, path: str, content: bytes) -> None:
+        """Like :meth:`put_content` (atomic), but the content need only survive the process, not the
+        machine, crashing: the core keeps upload bookkeeping (``startedat``, hash states) this way,
+        which it can do without or verifies before use. Defaults to :meth:`put_content`; a driver
+        that can skip its ``fsync``s here overrides it."""
+        self.put_content(path, content)
+
+    def move_scratch(self, source: str, dest: str) -> None:
+        """Like :meth:`move`, for a move a machine crash may undo (an upload's data set aside inside
+        its own upload directory). Defaults to :meth:`move`."""
+        self.move(source, dest)
+
+    def spool_directory(self) -> str | None:
+        """A local directory on the same file system as the data where the server may spool request
+        bodies, so that :meth:`FileWriter.adopt` can take them without a copy; ``None`` (the
+        default) when the driver cannot adopt files."""
+        return None
 
     def redirect_url(self, method: str, path: str) -> str | None:
         """A URL the client may fetch ``path`` from directly, or ``None`` to stream through us."""

@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import struct
+import zlib
 
 _CTX_SIZE = 112  # sizeof(SHA256_CTX): 8 + 2 + 2*... words as OpenSSL lays it out; checked below
 
@@ -55,6 +56,8 @@ def _self_test() -> bool:
         h.update(b"a" * 1000)
         restored = ResumableSha256.from_state(h.state())
         restored.update(b"b")
+        if restored.length != 1001:  # the byte count sits where from_state() looks for it
+            return False
         return restored.hexdigest() == hashlib.sha256(b"a" * 1000 + b"b").hexdigest()
     except Exception:
         return False
@@ -73,19 +76,36 @@ class ResumableSha256:
         _LIB.SHA256_Update(self._ctx, buf, len(buf))  # type: ignore[union-attr]
 
     def state(self) -> bytes:
-        """The tagged, opaque state; valid only for this OpenSSL build."""
-        return struct.pack(">H", len(_TAG)) + _TAG + self._ctx.raw[:_CTX_SIZE]
+        """The tagged, checksummed, opaque state; valid only for this OpenSSL build."""
+        blob = struct.pack(">H", len(_TAG)) + _TAG + self._ctx.raw[:_CTX_SIZE]
+        return blob + struct.pack(">I", zlib.crc32(blob))
+
+    @property
+    def length(self) -> int:
+        """Bytes hashed so far, as the context counts them (``Nl``/``Nh``: bits, after ``h[8]``)."""
+        low, high = struct.unpack_from("=II", self._ctx.raw, 32)
+        return ((high << 32) | low) >> 3
 
     @classmethod
-    def from_state(cls, blob: bytes) -> ResumableSha256:
-        """Restore a state saved by :meth:`state`; raises ``ValueError`` for a foreign one."""
-        if len(blob) < 2:
+    def from_state(cls, blob: bytes, length: int | None = None) -> ResumableSha256:
+        """Restore a state saved by :meth:`state`; raises ``ValueError`` for a foreign, torn or
+        corrupt one, or (given ``length``) one that did not hash exactly ``length`` bytes.
+
+        States are written without ``fsync`` (they can always be rebuilt from the data), so after
+        a machine crash a state file may hold anything: the checksum and the length decide.
+        """
+        if len(blob) < 6:
             raise ValueError("truncated hash state")
-        (n,) = struct.unpack(">H", blob[:2])
-        if blob[2 : 2 + n] != _TAG or len(blob) != 2 + n + _CTX_SIZE:
+        body, (crc,) = blob[:-4], struct.unpack(">I", blob[-4:])
+        if zlib.crc32(body) != crc:
+            raise ValueError("hash state checksum mismatch")
+        (n,) = struct.unpack(">H", body[:2])
+        if body[2 : 2 + n] != _TAG or len(body) != 2 + n + _CTX_SIZE:
             raise ValueError("hash state from another OpenSSL build")
         h = cls()
-        ctypes.memmove(h._ctx, blob[2 + n :], _CTX_SIZE)
+        ctypes.memmove(h._ctx, body[2 + n :], _CTX_SIZE)
+        if length is not None and h.length != length:
+            raise ValueError(f"hash state covers {h.length} bytes, not {length}")
         return h
 
     def hexdigest(self) -> str:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import BinaryIO
 
 from registry.digests import Digest
 from registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid
+from registry.spool import SpoolFile
 from registry.storage import paths
-from registry.storage.driver import PathNotFoundError, StorageDriver
+from registry.storage.driver import FileWriter, PathNotFoundError, StorageDriver
 from registry.storage.hashstate import RESUMABLE, ResumableSha256
 from registry.storage.store import Store, started_at
 
@@ -43,8 +45,10 @@ class Uploads:
 
     def start(self, name: str) -> str:
         upload_id = new_upload_id()
-        self.driver.put_content(paths.upload_started_at(name, upload_id), started_at())
-        self.driver.put_content(paths.upload_data(name, upload_id), b"")
+        # Scratch writes: a session a machine crash loses is answered BLOB_UPLOAD_UNKNOWN and the
+        # client starts again; nothing about it is trusted without checking.
+        self.driver.put_scratch(paths.upload_started_at(name, upload_id), started_at())
+        self.driver.put_scratch(paths.upload_data(name, upload_id), b"")
         return upload_id
 
     def size(self, name: str, upload_id: str) -> int:
@@ -68,23 +72,30 @@ class Uploads:
             return ResumableSha256()
         try:
             state = self.driver.get_content(paths.upload_hashstate(name, upload_id, "sha256", offset))
-            return ResumableSha256.from_state(state)
+            return ResumableSha256.from_state(state, offset)
         except (PathNotFoundError, ValueError):
             pass
-        # No state for this offset: rebuild it from the data (one read of what was uploaded).
+        # No usable state for this offset: rebuild it from the data (one read of what was uploaded).
         hasher = ResumableSha256()
         with self.driver.reader(data or paths.upload_data(name, upload_id), 0) as src:
             _copy(src, hasher.update, limit=offset)
         return hasher
 
     def _save_hasher(self, name: str, upload_id: str, hasher: ResumableSha256, old: int, new: int) -> None:
-        self.driver.put_content(paths.upload_hashstate(name, upload_id, "sha256", new), hasher.state())
+        self.driver.put_scratch(paths.upload_hashstate(name, upload_id, "sha256", new), hasher.state())
         if old and old != new:
             with contextlib.suppress(PathNotFoundError):
                 self.driver.delete(paths.upload_hashstate(name, upload_id, "sha256", old))
 
     def append(self, name: str, upload_id: str, body: BinaryIO, length: int | None) -> int:
         """Append the request body; returns the new size. ``length`` bounds what is read."""
+        return self._append(name, upload_id, body, length, save_state=True)[0]
+
+    def _append(
+        self, name: str, upload_id: str, body: BinaryIO, length: int | None, *, save_state: bool
+    ) -> tuple[int, ResumableSha256 | None]:
+        """Append; returns the new size and a hasher covering the data up to it (``None`` when not
+        resumable). ``save_state`` keeps the hasher's state for a later request."""
         try:
             writer = self.driver.writer(paths.upload_data(name, upload_id), append=True)
         except PathNotFoundError:
@@ -93,25 +104,45 @@ class Uploads:
             # The driver lets one appending writer in at a time, so the offset is the writer's, and
             # the hash state loaded for it covers exactly the bytes before ours.
             start = offset = writer.size
-            hasher = self._load_hasher(name, upload_id, offset)
+            adopted = self._adopt(writer, body, length) if start == 0 and isinstance(body, SpoolFile) else None
+            if adopted is not None:
+                written, hasher = adopted
+            else:
+                hasher = self._load_hasher(name, upload_id, offset)
 
-            def sink(chunk: bytes) -> None:
-                writer.write(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
+                def sink(chunk: bytes) -> None:
+                    writer.write(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
 
-            written = _copy(body, sink, limit=length)
-            if length is not None and written != length:
-                raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
-            writer.commit()
+                written = _copy(body, sink, limit=length)
+                if length is not None and written != length:
+                    raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+                writer.commit()
         except BaseException:
             writer.close()
             raise
         writer.close()
         new_size = start + written
-        if hasher is not None and written:
+        if save_state and hasher is not None and written:
             self._save_hasher(name, upload_id, hasher, offset, new_size)
-        return new_size
+        return new_size, hasher
+
+    def _adopt(
+        self, writer: FileWriter, body: SpoolFile, length: int | None
+    ) -> tuple[int, ResumableSha256 | None] | None:
+        """Let the driver take the spooled body as the upload's data (no second write of every
+        byte), then hash it; ``None`` when the driver copies instead."""
+        size = os.fstat(body.fileno()).st_size
+        if not size or (length is not None and size != length) or not writer.adopt(body):
+            return None
+        # Another PATCH may append to the adopted file as soon as the writer is closed: hash only
+        # what was ours, through our own descriptor.
+        hasher = ResumableSha256() if RESUMABLE else None
+        if hasher is not None:
+            body.seek(0)
+            _copy(body, hasher.update, limit=size)
+        return size, hasher
 
     def finish(self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None) -> int:
         """Append an optional last chunk, check the digest, move the data into place and link it.
@@ -119,21 +150,27 @@ class Uploads:
         On a digest mismatch the upload is cancelled (as Distribution does) and :class:`DigestInvalid`
         raised. Returns the blob's size.
         """
+        hasher, covered = None, -1
         if body is not None and length:
-            self.append(name, upload_id, body, length)
+            # No hash state saved: the hasher is used right below, and a retried PUT re-hashes.
+            covered, hasher = self._append(name, upload_id, body, length, save_state=False)
         # Take the data out of every writer's reach before checking it (the driver's move waits for
         # an appending writer to finish): bytes a racing PATCH adds can then never be moved into
-        # place under a digest that was checked without them.
+        # place under a digest that was checked without them. A crash may undo this move: the
+        # data is then back at `data`, and a retried PUT moves it again.
         data = paths.upload_committing(name, upload_id)
         try:
-            self.driver.move(paths.upload_data(name, upload_id), data)
+            self.driver.move_scratch(paths.upload_data(name, upload_id), data)
         except PathNotFoundError:
             pass  # a PUT that failed after this step is being retried: its data waits at `data`
         try:
             size = self.driver.stat(data).size
         except PathNotFoundError:
             raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
-        actual = self._digest(name, upload_id, expected.algorithm, size, data)
+        if hasher is not None and covered == size and expected.algorithm == "sha256":
+            actual = hasher.hexdigest()
+        else:
+            actual = self._digest(name, upload_id, expected.algorithm, size, data)
         if actual != expected.hex:
             self.cancel(name, upload_id)
             raise DigestInvalid(

@@ -763,6 +763,102 @@ class DriverSuite:
         with pytest.raises(PathNotFoundError):
             storage.writer(path, append=True)
 
+    def test_put_scratch_round_trip(self, storage: CheckedDriver, prefix: str) -> None:
+        """Scratch content is atomic like put_content (only its durability may differ)."""
+        storage.put_scratch(f"{prefix}/a/startedat", b"old")
+        storage.put_scratch(f"{prefix}/a/startedat", b"new!")
+        assert storage.get_content(f"{prefix}/a/startedat") == b"new!"
+        assert _write(storage, f"{prefix}/a/startedat", [b"+"], append=True) == 5
+
+    def test_move_scratch_moves(self, storage: CheckedDriver, prefix: str) -> None:
+        storage.put_content(f"{prefix}/u/data", b"bytes")
+        storage.move_scratch(f"{prefix}/u/data", f"{prefix}/u/committing")
+        assert storage.get_content(f"{prefix}/u/committing") == b"bytes"
+        assert _absent(storage, f"{prefix}/u/data")
+        with pytest.raises(PathNotFoundError):
+            storage.move_scratch(f"{prefix}/u/data", f"{prefix}/u/other")
+
+    def test_adopt_takes_a_spooled_file_or_leaves_everything_as_it_was(
+        self, storage: CheckedDriver, prefix: str
+    ) -> None:
+        """``adopt`` on an empty appending writer: either the spooled file becomes the content,
+        committed, or (``False``) nothing changed and the writer still works."""
+        from registry.spool import open_spool  # waitress is imported there: only where used
+
+        directory = storage.spool_directory()
+        body = os.urandom(3 * KiB + 5)
+        path = f"{prefix}/upload"
+        storage.put_content(path, b"")
+        spool = open_spool(directory) if directory else None
+        if spool is None:
+            pytest.skip("the driver names no spool directory")
+        with spool:
+            spool.write(body)
+            spool.flush()
+            spool.seek(0)
+            writer = storage.writer(path, append=True)
+            try:
+                adopted = writer.adopt(spool)
+                if not adopted:
+                    assert storage.get_content(path) == b""
+                    writer.write(body)
+                    writer.commit()
+                else:
+                    assert writer.size == len(body)
+                    with pytest.raises(StorageError):
+                        writer.write(b"more")
+            finally:
+                writer.close()
+        assert storage.get_content(path) == body  # also after the spool file was closed
+        assert _write(storage, path, [b"+"], append=True) == len(body) + 1
+
+    def test_adopt_refused_once_written(self, storage: CheckedDriver, prefix: str) -> None:
+        from registry.spool import open_spool
+
+        directory = storage.spool_directory()
+        if not directory:
+            pytest.skip("the driver names no spool directory")
+        path = f"{prefix}/upload"
+        storage.put_content(path, b"x")
+        with open_spool(directory) as spool:
+            spool.write(b"spooled")
+            spool.flush()
+            writer = storage.writer(path, append=True)
+            try:
+                assert not writer.adopt(spool), "adopted over existing content"
+                writer.write(b"y")
+                writer.commit()
+            finally:
+                writer.close()
+        assert storage.get_content(path) == b"xy"
+
+    def test_appending_writer_waiting_on_an_adopted_path_continues_the_new_file(
+        self, storage: CheckedDriver, prefix: str
+    ) -> None:
+        from registry.spool import open_spool
+
+        directory = storage.spool_directory()
+        if not directory:
+            pytest.skip("the driver names no spool directory")
+        path = f"{prefix}/upload"
+        storage.put_content(path, b"")
+        got: list[int] = []
+        with open_spool(directory) as spool:
+            spool.write(b"spooled")
+            spool.flush()
+            first = storage.writer(path, append=True)
+            second = threading.Thread(target=lambda: _append_and_report(storage, path, b"B", got), daemon=True)
+            second.start()
+            second.join(0.3)
+            adopted = first.adopt(spool)
+            if not adopted:
+                first.write(b"spooled")
+                first.commit()
+            first.close()
+            second.join(10)
+        assert got == [7]
+        assert storage.get_content(path) == b"spooledB"
+
     def test_concurrent_readers_of_one_path(self, storage: CheckedDriver, prefix: str) -> None:
         content = os.urandom(MiB)
         storage.put_content(f"{prefix}/file", content)

@@ -58,6 +58,10 @@ TEMP_DIR = ".tmp~"
 STALE_TEMP_AGE = 24 * 3600.0
 
 _BUFFER = 256 * 1024
+#: How often an appending writer re-opens a path whose file was replaced while it waited for the lock.
+_REOPEN_ATTEMPTS = 8
+#: Whether an unnamed (O_TMPFILE) file can be named through /proc/self/fd (Linux).
+_LINKABLE = sys.platform.startswith("linux")
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", None)  # None on Windows: no directory fsync there
@@ -187,16 +191,26 @@ class FilesystemDriver(StorageDriver):
     # -- writing --------------------------------------------------------------------------------
 
     def put_content(self, path: str, content: bytes) -> None:
+        self._put(path, content, durable=True)
+
+    def put_scratch(self, path: str, content: bytes) -> None:
+        """Atomic (temporary file and rename) but without the two ``fsync``s: upload bookkeeping
+        survives the process dying (the page cache keeps it), and the core checks or rebuilds it
+        after a machine crash."""
+        self._put(path, content, durable=False)
+
+    def _put(self, path: str, content: bytes, durable: bool) -> None:
         tmp, fd = self._new_temp_file()
         try:
             try:
                 view = memoryview(content)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            self._install(tmp, path)
+            self._install(tmp, path, durable)
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -205,6 +219,16 @@ class FilesystemDriver(StorageDriver):
         return _AppendWriter(self, path) if append else _FreshWriter(self, path)
 
     def move(self, source: str, dest: str) -> None:
+        self._move(source, dest, durable=True)
+
+    def move_scratch(self, source: str, dest: str) -> None:
+        self._move(source, dest, durable=False)
+
+    def spool_directory(self) -> str | None:
+        """The temporary directory: on the data's file system, so a spooled body can be linked in."""
+        return self._tmpdir
+
+    def _move(self, source: str, dest: str, durable: bool) -> None:
         src, dst = self._root + source, self._root + dest
         # Wait for appending writers of the source to finish, and keep new ones out while renaming:
         # a writer still open on the moved file would otherwise keep appending to it at its new
@@ -217,7 +241,8 @@ class FilesystemDriver(StorageDriver):
                     raise PathNotFoundError(path=source) from None
                 _makedirs(os.path.dirname(dst))
                 os.replace(src, dst)
-        _sync_dir(os.path.dirname(dst))
+        if durable:
+            _sync_dir(os.path.dirname(dst))
 
     def delete(self, path: str) -> None:
         full = self._root + path
@@ -245,8 +270,9 @@ class FilesystemDriver(StorageDriver):
             _makedirs(self._tmpdir)
             return name, os.open(name, _NEW_FILE, 0o666)
 
-    def _install(self, tmp: str, path: str) -> None:
-        """Rename a complete, fsynced temporary file to ``path``, creating parent directories."""
+    def _install(self, tmp: str, path: str, durable: bool = True) -> None:
+        """Rename a complete (and, for ``durable``, fsynced) temporary file to ``path``, creating
+        parent directories."""
         dest = self._root + path
         for attempt in range(3):
             try:
@@ -259,7 +285,8 @@ class FilesystemDriver(StorageDriver):
                 _makedirs(os.path.dirname(dest))
             except IsADirectoryError:
                 raise StorageError("a directory exists at this path", path=path) from None
-        _sync_dir(os.path.dirname(dest))
+        if durable:
+            _sync_dir(os.path.dirname(dest))
 
     def _purge_stale_temp_files(self) -> None:
         """Remove what crashed writers left; a live writer's file is far younger than a day."""
@@ -350,24 +377,65 @@ class _AppendWriter(_Writer):
     """Appends to the file in place: an upload grows where it lies, and no copy is ever made."""
 
     def __init__(self, driver: FilesystemDriver, path: str) -> None:
+        self._driver = driver
         self._full, self._path = driver._root + path, path
+        fd = self._open_locked()
         try:
-            fd = os.open(self._full, _APPEND)
-        except (*_MISSING, IsADirectoryError):
-            raise PathNotFoundError(path=path) from None
-        try:
-            # One appending writer per file at a time, across threads and processes: the lock is
-            # held until the writer is closed (it goes with the descriptor). Taken, the file must
-            # still be the one at the path: a move may have taken it away while we waited.
-            _lock(fd)
-            if not _same_file(fd, self._full):
-                raise PathNotFoundError(path=path)
             self._size = os.fstat(fd).st_size
         except BaseException:
             os.close(fd)
             raise
         self._file = open(fd, "ab", buffering=_BUFFER)  # noqa: SIM115 - closed by commit/cancel/close
         self._ended = ""
+
+    def _open_locked(self) -> int:
+        # One appending writer per file at a time, across threads and processes: the lock is held
+        # until the writer is closed (it goes with the descriptor). Taken, the file must still be
+        # the one at the path: a move may have taken it away while we waited (then the path is
+        # gone), or an adopting writer replaced it (then we try the new file).
+        for _attempt in range(_REOPEN_ATTEMPTS):
+            try:
+                fd = os.open(self._full, _APPEND)
+            except (*_MISSING, IsADirectoryError):
+                raise PathNotFoundError(path=self._path) from None
+            try:
+                _lock(fd)
+                if _same_file(fd, self._full):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        raise PathNotFoundError(path=self._path)
+
+    def adopt(self, file: BinaryIO) -> bool:
+        """Link the spooled ``file`` over the (empty) path, keeping this writer's lock on the old file
+        until the new one is in place; waiting writers then find the new file (:meth:`_open_locked`)."""
+        if self._ended or self._size or self._file.tell() or not _LINKABLE:
+            return False
+        try:
+            fd = file.fileno()
+            if os.fstat(fd).st_dev != os.fstat(self._file.fileno()).st_dev:
+                return False
+            file.flush()
+            os.fsync(fd)
+            tmp = f"{self._driver._tmpdir}/{uuid.uuid4().hex}"
+            _link_unnamed(fd, tmp)
+        except (OSError, ValueError, AttributeError) as exc:
+            log.debug("cannot adopt %r for %s: %s", file, self._path, exc)
+            return False
+        self._ended = "closed"
+        try:
+            os.replace(tmp, self._full)
+            _sync_dir(os.path.dirname(self._full))
+        except BaseException:
+            _unlink_quietly(tmp)
+            self._file.close()
+            raise
+        self._size = os.fstat(fd).st_size
+        self._file.close()
+        self._ended = "committed"
+        return True
 
     def commit(self) -> None:
         self._check_open()
@@ -393,6 +461,17 @@ class _AppendWriter(_Writer):
         if not self._ended:
             self._ended = "closed"
             self._file.close()
+
+
+def _link_unnamed(fd: int, dest: str) -> None:
+    """Give the open ``O_TMPFILE`` file ``fd`` the name ``dest``: ``linkat(AT_SYMLINK_FOLLOW)`` on
+    its ``/proc/self/fd`` entry (open(2)). Python calls plain ``link()``, which does not follow the
+    entry, unless a directory descriptor is passed: the path is absolute, so it is not used."""
+    dirfd = os.open("/", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.link(f"/proc/self/fd/{fd}", dest, src_dir_fd=dirfd, follow_symlinks=True)
+    finally:
+        os.close(dirfd)
 
 
 def _lock(fd: int) -> None:

@@ -1,0 +1,240 @@
+"""Request bodies spooled where the filesystem driver adopts them (registry.spool): the waitress
+parser, the upload paths that adopt instead of copying, and the same through a real server."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from registry_filesystem import TEMP_DIR, FilesystemDriver
+from waitress.adjustments import Adjustments
+
+from registry.app import create_app
+from registry.digests import Digest, digest_of
+from registry.errors import DigestInvalid
+from registry.plugins import create_plugin_manager
+from registry.serve import Server
+from registry.spool import SpoolFile, open_spool, spooling_parser
+from registry.storage import paths
+from registry.storage.checked import checked
+from registry.storage.store import Store
+from registry.storage.uploads import Uploads
+
+MiB = 1 << 20
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="O_TMPFILE is Linux-only")
+
+
+def _digest(data: bytes) -> Digest:
+    return digest_of(data)
+
+
+def _spooled(directory: str, data: bytes) -> SpoolFile:
+    spool = open_spool(directory)
+    assert isinstance(spool, SpoolFile)
+    spool.write(data)
+    spool.flush()
+    spool.seek(0)
+    return spool
+
+
+def _parse(directory: str, raw: bytes):
+    parser = spooling_parser(directory)(Adjustments(inbuf_overflow=512 * 1024))
+    view = memoryview(raw)
+    while view and not parser.completed:
+        view = view[parser.received(bytes(view[: 256 * 1024])) :]
+    assert parser.completed and parser.error is None
+    return parser
+
+
+# -- the waitress parser -----------------------------------------------------------------------------
+
+
+def test_large_body_is_spooled_as_an_unnamed_file_in_the_directory(tmp_path: Path) -> None:
+    body = os.urandom(MiB + 1)
+    parser = _parse(str(tmp_path), b"PUT /x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    stream = parser.get_body_stream()
+    try:
+        assert isinstance(stream, SpoolFile)
+        assert os.fstat(stream.fileno()).st_dev == os.stat(tmp_path).st_dev
+        assert os.fstat(stream.fileno()).st_size == len(body)
+        assert stream.read() == body
+        assert list(tmp_path.iterdir()) == []  # unnamed: nothing to clean up after a crash
+    finally:
+        parser.close()
+
+
+def test_chunked_body_is_spooled_decoded(tmp_path: Path) -> None:
+    body = os.urandom(MiB)
+    chunks = b"".join(b"%x\r\n" % len(part) + part + b"\r\n" for part in (body[:300_000], body[300_000:]))
+    raw = b"PATCH /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    parser = _parse(str(tmp_path), raw)
+    stream = parser.get_body_stream()
+    try:
+        assert isinstance(stream, SpoolFile)
+        assert stream.read() == body
+        assert parser.headers["CONTENT_LENGTH"] == str(len(body))
+    finally:
+        parser.close()
+
+
+def test_small_body_stays_in_memory(tmp_path: Path) -> None:
+    parser = _parse(str(tmp_path), b"PUT /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+    assert not isinstance(parser.get_body_stream(), SpoolFile)
+    assert parser.get_body_stream().read() == b"hello"
+
+
+# -- uploads adopting the spool ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> FilesystemDriver:
+    driver = FilesystemDriver(str(tmp_path / "root"))
+    driver.put_content("/docker/registry/v2/.keep", b"")  # makes the root and its temp directory
+    return driver
+
+
+@pytest.fixture
+def uploads(fs: FilesystemDriver) -> Uploads:
+    return Uploads(Store(checked(fs)))
+
+
+def _data_file(fs: FilesystemDriver, path: str) -> os.stat_result:
+    return os.stat(fs.rootdirectory + path)
+
+
+def test_patch_at_offset_zero_adopts_the_spool_and_saves_a_verified_hash_state(
+    fs: FilesystemDriver, uploads: Uploads
+) -> None:
+    body, rest = os.urandom(MiB + 7), os.urandom(1000)
+    upload = uploads.start("repo")
+    with _spooled(fs.spool_directory(), body) as spool:
+        assert uploads.append("repo", upload, spool, len(body)) == len(body)
+        # The very file waitress wrote is now the upload's data: no second write of the body.
+        assert _data_file(fs, paths.upload_data("repo", upload)).st_ino == os.fstat(spool.fileno()).st_ino
+    assert uploads.append("repo", upload, io.BytesIO(rest), len(rest)) == len(body) + len(rest)
+    assert uploads.finish("repo", upload, _digest(body + rest), None, 0) == len(body) + len(rest)
+    with open(fs.rootdirectory + paths.blob_data(_digest(body + rest)), "rb") as f:
+        assert f.read() == body + rest
+    assert os.listdir(Path(fs.rootdirectory) / TEMP_DIR) == []
+
+
+def test_monolithic_put_adopts_the_spool_as_the_blob(fs: FilesystemDriver, uploads: Uploads) -> None:
+    body = os.urandom(2 * MiB)
+    upload = uploads.start("repo")
+    with _spooled(fs.spool_directory(), body) as spool:
+        inode = os.fstat(spool.fileno()).st_ino
+        assert uploads.finish("repo", upload, _digest(body), spool, len(body)) == len(body)
+    blob = _data_file(fs, paths.blob_data(_digest(body)))
+    assert blob.st_ino == inode and blob.st_size == len(body)
+    assert not os.path.exists(fs.rootdirectory + paths.upload_dir("repo", upload))
+
+
+def test_adopted_body_with_the_wrong_digest_is_refused_and_not_stored(fs: FilesystemDriver, uploads: Uploads) -> None:
+    body = os.urandom(MiB)
+    upload = uploads.start("repo")
+    with _spooled(fs.spool_directory(), body) as spool, pytest.raises(DigestInvalid):
+        uploads.finish("repo", upload, _digest(b"something else"), spool, len(body))
+    assert not os.path.exists(fs.rootdirectory + paths.blob_data(_digest(body)))
+    assert not os.path.exists(fs.rootdirectory + paths.upload_dir("repo", upload))
+
+
+def test_spool_is_copied_when_the_upload_already_has_data(fs: FilesystemDriver, uploads: Uploads) -> None:
+    first, body = b"first", os.urandom(MiB)
+    upload = uploads.start("repo")
+    uploads.append("repo", upload, io.BytesIO(first), len(first))
+    with _spooled(fs.spool_directory(), body) as spool:
+        assert uploads.append("repo", upload, spool, len(body)) == len(first) + len(body)
+        assert _data_file(fs, paths.upload_data("repo", upload)).st_ino != os.fstat(spool.fileno()).st_ino
+    assert uploads.finish("repo", upload, _digest(first + body), None, 0) == len(first) + len(body)
+
+
+@pytest.mark.parametrize("damage", ["torn", "zeroed", "other offset"])
+def test_damaged_hash_state_is_not_trusted(fs: FilesystemDriver, uploads: Uploads, damage: str) -> None:
+    """States are written without fsync: after a machine crash one may hold anything. The checksum
+    and the byte count inside it decide; the data is re-hashed instead."""
+    first, second = os.urandom(100_000), os.urandom(5000)
+    upload = uploads.start("repo")
+    uploads.append("repo", upload, io.BytesIO(first), len(first))
+    state_path = fs.rootdirectory + paths.upload_hashstate("repo", upload, "sha256", len(first))
+    state = Path(state_path).read_bytes()
+    if damage == "torn":
+        Path(state_path).write_bytes(state[: len(state) // 2])
+    elif damage == "zeroed":
+        Path(state_path).write_bytes(bytes(len(state)))
+    else:  # a valid state, but of fewer bytes than its name says
+        other = uploads.start("other")
+        uploads.append("other", other, io.BytesIO(first[:-1]), len(first) - 1)
+        Path(state_path).write_bytes(
+            Path(fs.rootdirectory + paths.upload_hashstate("other", other, "sha256", len(first) - 1)).read_bytes()
+        )
+    uploads.append("repo", upload, io.BytesIO(second), len(second))
+    assert uploads.finish("repo", upload, _digest(first + second), None, 0) == len(first) + len(second)
+
+
+# -- through a real server ------------------------------------------------------------------------
+
+
+class _Recording(FilesystemDriver):
+    """The filesystem driver, counting what its writers adopt (to prove the server path adopts)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.adopted: list[str] = []
+
+    def writer(self, path: str, append: bool = False):
+        writer = super().writer(path, append)
+        adopt = writer.adopt
+
+        def recording(file) -> bool:
+            done = adopt(file)
+            if done:
+                self.adopted.append(path)
+            return done
+
+        writer.adopt = recording  # type: ignore[method-assign]
+        return writer
+
+
+def test_server_adopts_layer_bodies(tmp_path: Path) -> None:
+    config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+              "http": {"addr": "127.0.0.1:0"}}
+    driver = _Recording(str(tmp_path / "root"))
+    server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
+    port = int(server.addresses[0].rsplit(":", 1)[1])
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def call(method: str, url: str, body: bytes | None = None, **headers: str) -> http.client.HTTPResponse:
+            conn.request(method, url, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            return resp
+
+        patched, put, small = os.urandom(3 * MiB), os.urandom(2 * MiB + 1), os.urandom(1000)
+        # POST, PATCH (the whole layer), PUT: docker, containerd, skopeo, podman.
+        loc = call("POST", "/v2/a/blobs/uploads/").getheader("Location")
+        loc = call("PATCH", loc, patched, **{"Content-Type": "application/octet-stream"}).getheader("Location")
+        assert call("PUT", f"{loc}?digest={_digest(patched)}").status == 201
+        # POST, then PUT with the body: oras, and the spec's monolithic upload.
+        loc = call("POST", "/v2/a/blobs/uploads/").getheader("Location")
+        assert call("PUT", f"{loc}?digest={_digest(put)}", put).status == 201
+        # A body under inbuf_overflow is never spooled: copied as before.
+        loc = call("POST", "/v2/a/blobs/uploads/").getheader("Location")
+        assert call("PUT", f"{loc}?digest={_digest(small)}", small).status == 201
+        assert len(driver.adopted) == 2
+        for data in (patched, put, small):
+            conn.request("GET", f"/v2/a/blobs/{_digest(data)}")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == data
+        assert os.listdir(tmp_path / "root" / TEMP_DIR) == []
+    finally:
+        server.stop()
+        server.stop()
+        thread.join(10)
