@@ -6,7 +6,9 @@ from :mod:`registry.storage.paths` only.
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import functools
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -14,6 +16,7 @@ from registry.digests import Digest, parse_digest
 from registry.errors import DigestInvalid
 from registry.storage import paths
 from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
+from registry.storage.listcache import ListCache, contains
 
 
 class Store:
@@ -199,26 +202,35 @@ class Store:
                 return
             yield "/".join(repo)
 
+    @functools.cached_property
+    def _listings(self) -> ListCache:
+        # The one thing a Store remembers, and it cannot go stale: every use revalidates it against
+        # the storage, so processes sharing the storage still see each other's changes at once.
+        return ListCache(self.driver)
+
     def _walk_repos(
         self, path: str, prefix: tuple[str, ...], after: tuple[str, ...] | None
     ) -> Iterator[tuple[str, ...]]:
         try:
-            children = self.driver.list(path)
+            names = self._listings.names(path)
         except PathNotFoundError:
             return
-        names = sorted(c.rsplit("/", 1)[1] for c in children)
         # A repository directory holds _layers, _manifests or _uploads; name components never
         # start with "_", so the two cannot be confused. Only uploads (a push that failed or never
         # finished) is not a repository yet, as in Distribution's catalog.
-        if prefix and any(n in ("_layers", "_manifests") for n in names) and (after is None or prefix > after):
+        is_repo = contains(names, "_layers") or contains(names, "_manifests")
+        if prefix and is_repo and (after is None or prefix > after):
             yield prefix
-        for n in names:
-            if n.startswith("_"):
-                continue
-            sub = prefix + (n,)
-            if after is not None and sub < after and after[: len(sub)] != sub:
-                continue  # everything below `sub` sorts before `after`
-            yield from self._walk_repos(f"{path}/{n}", sub, after)
+        start, depth = 0, len(prefix)
+        if after is not None and len(after) > depth and after[:depth] == prefix:
+            # Children before after's next component hold only names before `after`: bisect past
+            # them instead of comparing a tuple per child of a 100,000-entry directory. Elsewhere
+            # the walk only enters subtrees that sort wholly after `after`.
+            start = bisect.bisect_left(names, after[depth])
+        for i in range(start, len(names)):
+            n = names[i]
+            if not n.startswith("_"):
+                yield from self._walk_repos(f"{path}/{n}", prefix + (n,), after)
 
 
 def started_at() -> bytes:
