@@ -35,7 +35,7 @@ _TAG_INDEX = re.compile(rf"^{_REPO}/(.+)/_manifests/tags/([^/]+)/index/sha256/({
 _TAG_ANY = re.compile(rf"^{_REPO}/(.+)/_manifests/tags/([^/]+)/")
 _REFERRER = re.compile(rf"^{_REPO}/(.+)/_referrers/sha256/({_HEX})/sha256/({_HEX})/link$")
 _UPLOAD_DATA = re.compile(rf"^{_REPO}/(.+)/_uploads/([^/]+)/data$")
-_HASHSTATE = re.compile(rf"^{_REPO}/(.+)/_uploads/([^/]+)/pyhashstates/sha256/(\d+)$")
+_HASHSTATE = re.compile(rf"^{_REPO}/(.+)/_uploads/([^/]+)/pyhashstate-sha256-(\d+)$")
 
 
 @dataclasses.dataclass
@@ -154,7 +154,7 @@ def _check_hashstate(report: Report, path: str, offset: int, data: bytes | None,
         report.problems.append(f"{path}: hash state at {offset} beyond the upload's {len(data)} bytes")
         return
     try:
-        saved = ResumableSha256.from_state(state).hexdigest()
+        saved = ResumableSha256.from_state(state, offset).hexdigest()
     except (ValueError, RuntimeError):
         return  # another OpenSSL build's state (or none at all): never used, the data is re-hashed instead
     if saved != hashlib.sha256(data[:offset]).hexdigest():

@@ -21,7 +21,7 @@ TABLE = [
     (paths.tag_index_link("lib/app", "v1.0", D), f"{R}/lib/app/_manifests/tags/v1.0/index/sha256/{H}/link"),
     (paths.upload_data("lib/app", "u-1"), f"{R}/lib/app/_uploads/u-1/data"),
     (paths.upload_started_at("lib/app", "u-1"), f"{R}/lib/app/_uploads/u-1/startedat"),
-    (paths.upload_hashstate("lib/app", "u-1", "sha256", 42), f"{R}/lib/app/_uploads/u-1/pyhashstates/sha256/42"),
+    (paths.upload_hashstate("lib/app", "u-1", "sha256", 42), f"{R}/lib/app/_uploads/u-1/pyhashstate-sha256-42"),
     (paths.referrer_link("lib/app", D, D), f"{R}/lib/app/_referrers/sha256/{H}/sha256/{H}/link"),
     (paths.repository("a/b/c"), f"{R}/a/b/c"),
 ]

@@ -16,7 +16,7 @@ way round; ``tests/test_paths.py`` pins every path.
         _uploads/<id>/startedat
         _uploads/<id>/committing                       (ours: the data while PUT checks its digest)
         _uploads/<id>/hashstates/<alg>/<offset>        (Distribution's Go hash states; never read)
-        _uploads/<id>/pyhashstates/<alg>/<offset>      (ours: OpenSSL context, see hashstate.py)
+        _uploads/<id>/pyhashstate-<alg>-<offset>       (ours: OpenSSL context, see hashstate.py)
         _referrers/<alg>/<hex>/<alg>/<hex>/link        (ours: subject -> referrer; Distribution ignores it)
 """
 
@@ -98,12 +98,10 @@ def upload_started_at(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/startedat"
 
 
-def upload_hashstates_dir(name: str, upload_id: str, algorithm: str) -> str:
-    return f"{upload_dir(name, upload_id)}/pyhashstates/{algorithm}"
-
-
 def upload_hashstate(name: str, upload_id: str, algorithm: str, offset: int) -> str:
-    return f"{upload_hashstates_dir(name, upload_id, algorithm)}/{offset}"
+    # Flat in the upload's directory: two directories per upload cost more to create and remove
+    # than the state file itself.
+    return f"{upload_dir(name, upload_id)}/pyhashstate-{algorithm}-{offset}"
 
 
 def referrers_dir(name: str, subject: Digest) -> str:
