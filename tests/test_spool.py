@@ -20,6 +20,7 @@ from registry.plugins import create_plugin_manager
 from registry.serve import Server
 from registry.spool import SpoolFile, open_spool, spooling_parser
 from registry.storage import paths
+from registry.storage import uploads as uploads_module
 from registry.storage.checked import checked
 from registry.storage.store import Store
 from registry.storage.uploads import Uploads
@@ -154,9 +155,12 @@ def test_spool_is_copied_when_the_upload_already_has_data(fs: FilesystemDriver, 
 
 
 @pytest.mark.parametrize("damage", ["torn", "zeroed", "other offset"])
-def test_damaged_hash_state_is_not_trusted(fs: FilesystemDriver, uploads: Uploads, damage: str) -> None:
+def test_damaged_hash_state_is_not_trusted(
+    fs: FilesystemDriver, uploads: Uploads, damage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """States are written without fsync: after a machine crash one may hold anything. The checksum
     and the byte count inside it decide; the data is re-hashed instead."""
+    monkeypatch.setattr(uploads_module, "STATE_FILE_MIN", 0)  # state files for small uploads too
     first, second = os.urandom(100_000), os.urandom(5000)
     upload = uploads.start("repo")
     uploads.append("repo", upload, io.BytesIO(first), len(first))
@@ -172,8 +176,38 @@ def test_damaged_hash_state_is_not_trusted(fs: FilesystemDriver, uploads: Upload
         Path(state_path).write_bytes(
             Path(fs.rootdirectory + paths.upload_hashstate("other", other, "sha256", len(first) - 1)).read_bytes()
         )
+    restarted = Uploads(Store(checked(fs)))  # another process: only the damaged file to go by
+    restarted.append("repo", upload, io.BytesIO(second), len(second))
+    assert restarted.finish("repo", upload, _digest(first + second), None, 0) == len(first) + len(second)
+
+
+def test_small_uploads_keep_their_state_in_memory(fs: FilesystemDriver, uploads: Uploads) -> None:
+    """Below STATE_FILE_MIN no state file is made: the same process continues from memory, another
+    one re-hashes the (small) data; both get the right digest."""
+    first, second, third = os.urandom(300_000), os.urandom(7), os.urandom(1000)
+    upload = uploads.start("repo")
+    uploads.append("repo", upload, io.BytesIO(first), len(first))
+    upload_dir = Path(fs.rootdirectory + paths.upload_dir("repo", upload))
+    assert sorted(p.name for p in upload_dir.iterdir()) == ["data", "startedat"]
+    reads: list[str] = []
+    real_reader = fs.reader
+    fs.reader = lambda path, offset=0: (reads.append(path), real_reader(path, offset))[1]  # type: ignore[method-assign]
     uploads.append("repo", upload, io.BytesIO(second), len(second))
-    assert uploads.finish("repo", upload, _digest(first + second), None, 0) == len(first) + len(second)
+    assert reads == []  # continued from the remembered state, not from the data
+    restarted = Uploads(Store(checked(fs)))
+    restarted.append("repo", upload, io.BytesIO(third), len(third))
+    assert len(reads) == 1  # no state anywhere for it: the data so far was read once
+    assert restarted.finish("repo", upload, _digest(first + second + third), None, 0) == 301_007
+
+
+def test_large_uploads_save_state_files(fs: FilesystemDriver, uploads: Uploads, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uploads_module, "STATE_FILE_MIN", 1000)
+    upload = uploads.start("repo")
+    uploads.append("repo", upload, io.BytesIO(b"x" * 999), 999)
+    uploads.append("repo", upload, io.BytesIO(b"y" * 2), 2)
+    uploads.append("repo", upload, io.BytesIO(b"z" * 3), 3)
+    upload_dir = Path(fs.rootdirectory + paths.upload_dir("repo", upload))
+    assert sorted(p.name for p in upload_dir.iterdir()) == ["data", "pyhashstate-sha256-1004", "startedat"]
 
 
 # -- through a real server ------------------------------------------------------------------------

@@ -9,10 +9,12 @@ never wrong.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable
 from typing import BinaryIO
@@ -32,6 +34,15 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
+#: Uploads smaller than this keep their hash state in this process's memory only: should the next
+#: request reach another process (or a restarted one), re-hashing at most this much costs less than
+#: creating a state file on every chunk of every small layer.
+STATE_FILE_MIN = 16 << 20
+
+#: Hash states remembered in memory, by repository, upload and offset (~150 bytes each).
+MEMORY_STATES = 1024
+
+
 def new_upload_id() -> str:
     return str(uuid.uuid4())
 
@@ -42,6 +53,10 @@ class Uploads:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.driver: StorageDriver = store.driver
+        # The bytes of an upload below an offset never change, so a state for (upload, offset) can
+        # be kept as long as wanted; an upload that is gone is simply never asked for again.
+        self._states: collections.OrderedDict[tuple[str, str, int], bytes] = collections.OrderedDict()
+        self._states_lock = threading.Lock()
 
     def start(self, name: str) -> str:
         upload_id = new_upload_id()
@@ -70,8 +85,11 @@ class Uploads:
             return None
         if offset == 0:
             return ResumableSha256()
+        with self._states_lock:
+            state = self._states.get((name, upload_id, offset))
         try:
-            state = self.driver.get_content(paths.upload_hashstate(name, upload_id, "sha256", offset))
+            if state is None:
+                state = self.driver.get_content(paths.upload_hashstate(name, upload_id, "sha256", offset))
             return ResumableSha256.from_state(state, offset)
         except (PathNotFoundError, ValueError):
             pass
@@ -82,8 +100,16 @@ class Uploads:
         return hasher
 
     def _save_hasher(self, name: str, upload_id: str, hasher: ResumableSha256, old: int, new: int) -> None:
-        self.driver.put_scratch(paths.upload_hashstate(name, upload_id, "sha256", new), hasher.state())
-        if old and old != new:
+        state = hasher.state()
+        with self._states_lock:
+            self._states.pop((name, upload_id, old), None)
+            self._states[(name, upload_id, new)] = state
+            while len(self._states) > MEMORY_STATES:
+                self._states.popitem(last=False)
+        if new < STATE_FILE_MIN:
+            return  # no state file below this size, so none at `old` either
+        self.driver.put_scratch(paths.upload_hashstate(name, upload_id, "sha256", new), state)
+        if old >= STATE_FILE_MIN and old != new:
             with contextlib.suppress(PathNotFoundError):
                 self.driver.delete(paths.upload_hashstate(name, upload_id, "sha256", old))
 
