@@ -271,7 +271,8 @@ def check_resume(c: falcon.testing.TestClient, upload: tuple[str, bytes]) -> str
 
 
 #: Storage calls that change something: on the filesystem driver these are worth the fsyncs.
-MUTATING = frozenset({"writer", "write", "commit", "move", "put_content", "delete"})
+MUTATING = frozenset({"writer", "write", "commit", "adopt", "move", "move_scratch", "put_content", "put_scratch",
+                      "delete"})
 
 
 def _installed(name: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import json
 import os
 import threading
 from pathlib import Path
@@ -24,6 +25,7 @@ from registry.storage import uploads as uploads_module
 from registry.storage.checked import checked
 from registry.storage.store import Store
 from registry.storage.uploads import Uploads
+from registry.testing.faulty import FaultyDriver
 
 MiB = 1 << 20
 
@@ -268,6 +270,42 @@ def test_server_adopts_layer_bodies(tmp_path: Path) -> None:
             resp = conn.getresponse()
             assert resp.status == 200 and resp.read() == data
         assert os.listdir(tmp_path / "root" / TEMP_DIR) == []
+    finally:
+        server.stop()
+        server.stop()
+        thread.join(10)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_server_answers_a_failed_adoption_with_503_and_stores_nothing_wrong(tmp_path: Path, when: str) -> None:
+    """A storage fault in the adoption itself (the faulty driver: a real file system cannot fail on
+    demand): the client gets 503 with the error body, no blob appears, and a new push succeeds."""
+    config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
+              "http": {"addr": "127.0.0.1:0"}}
+    driver = FaultyDriver(FilesystemDriver(str(tmp_path / "root")), [{"op": "adopt", "when": when, "times": 1}])
+    server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
+    port = int(server.addresses[0].rsplit(":", 1)[1])
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def call(method: str, url: str, body: bytes | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+            conn.request(method, url, body=body)
+            resp = conn.getresponse()
+            return resp, resp.read()
+
+        layer = os.urandom(2 * MiB)
+        loc = call("POST", "/v2/a/blobs/uploads/")[0].getheader("Location")
+        resp, body = call("PATCH", loc, layer)
+        assert resp.status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+        assert driver.injected == 1
+        assert call("HEAD", f"/v2/a/blobs/{_digest(layer)}")[0].status == 404
+        loc = call("POST", "/v2/a/blobs/uploads/")[0].getheader("Location")
+        loc = call("PATCH", loc, layer)[0].getheader("Location")
+        assert call("PUT", f"{loc}?digest={_digest(layer)}")[0].status == 201
+        resp, body = call("GET", f"/v2/a/blobs/{_digest(layer)}")
+        assert resp.status == 200 and body == layer
     finally:
         server.stop()
         server.stop()

@@ -48,7 +48,8 @@ T = TypeVar("T")
 
 #: The operations a fault can target.
 OPS = (
-    "get_content", "put_content", "reader", "writer", "write", "commit", "stat", "list", "move", "delete", "walk",
+    "get_content", "put_content", "put_scratch", "reader", "writer", "write", "commit", "adopt", "stat", "list",
+    "move", "move_scratch", "delete", "walk",
 )
 #: The errors a fault can raise (``none``: latency only).
 ERRORS: Mapping[str, type[StorageError] | None] = {
@@ -237,6 +238,9 @@ class FaultyDriver(StorageDriver):
     def put_content(self, path: str, content: bytes) -> None:
         self._call("put_content", (path,), lambda: self.inner.put_content(path, content))
 
+    def put_scratch(self, path: str, content: bytes) -> None:
+        self._call("put_scratch", (path,), lambda: self.inner.put_scratch(path, content))
+
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         return self._call("reader", (path,), lambda: self.inner.reader(path, offset), undo=lambda f: f.close())
 
@@ -252,6 +256,12 @@ class FaultyDriver(StorageDriver):
 
     def move(self, source: str, dest: str) -> None:
         self._call("move", (source, dest), lambda: self.inner.move(source, dest))
+
+    def move_scratch(self, source: str, dest: str) -> None:
+        self._call("move_scratch", (source, dest), lambda: self.inner.move_scratch(source, dest))
+
+    def spool_directory(self) -> str | None:
+        return self.inner.spool_directory()
 
     def delete(self, path: str) -> None:
         self._call("delete", (path,), lambda: self.inner.delete(path))
@@ -279,6 +289,9 @@ class _FaultyWriter(FileWriter):
 
     def commit(self) -> None:
         self._driver._call("commit", (self._path,), self._inner.commit)
+
+    def adopt(self, file: BinaryIO) -> bool:
+        return self._driver._call("adopt", (self._path,), lambda: self._inner.adopt(file))
 
     def cancel(self) -> None:
         self._inner.cancel()
