@@ -48,13 +48,22 @@ def validate_path(path: str, *, root_ok: bool = False) -> str:
 def _normalized(name: str, call: Callable[[], T], path: str) -> T:
     try:
         return call()
-    except StorageError as exc:
+    except Exception as exc:
+        raise _error(name, path, exc)  # noqa: B904 - _error chains what it wraps
+
+
+def _error(name: str, path: str, exc: Exception) -> StorageError:
+    """What to raise for ``exc``, caught from driver ``name`` working on ``path``: a
+    :class:`StorageError` completed with both, anything else wrapped in one (and logged)."""
+    if isinstance(exc, StorageError):
         exc.driver = exc.driver or name
         exc.path = exc.path or path
-        raise
-    except Exception as exc:  # a driver bug or SDK error: never leak it raw to the core
-        log.exception("storage driver %s failed on %s", name, path)
-        raise StorageError(f"{type(exc).__name__}: {exc}", path=path, driver=name) from exc
+        return exc
+    # A driver bug or SDK error: never leak it raw to the core.
+    log.exception("storage driver %s failed on %s", name, path)
+    err = StorageError(f"{type(exc).__name__}: {exc}", path=path, driver=name)
+    err.__cause__ = exc
+    return err
 
 
 class _CheckedWriter(FileWriter):
@@ -77,6 +86,9 @@ class _CheckedWriter(FileWriter):
     def close(self) -> None:
         _normalized(self._name, self._inner.close, self._path)
 
+    def commit_scratch(self) -> None:
+        _normalized(self._name, self._inner.commit_scratch, self._path)
+
     def adopt(self, file: BinaryIO) -> bool:
         return bool(_normalized(self._name, lambda: self._inner.adopt(file), self._path))
 
@@ -91,9 +103,14 @@ class CheckedDriver(StorageDriver):
     def _call(self, path: str, fn: Callable[[], T]) -> T:
         return _normalized(self.name, fn, path)
 
+    # get_content and stat run on every manifest pull (tag link, revision link, manifest):
+    # without _call's closure and extra frames.
     def get_content(self, path: str) -> bytes:
         validate_path(path)
-        return self._call(path, lambda: self.inner.get_content(path))
+        try:
+            return self.inner.get_content(path)
+        except Exception as exc:
+            raise _error(self.name, path, exc)  # noqa: B904 - _error chains what it wraps
 
     def put_content(self, path: str, content: bytes) -> None:
         validate_path(path)
@@ -116,7 +133,10 @@ class CheckedDriver(StorageDriver):
 
     def stat(self, path: str) -> FileInfo:
         validate_path(path, root_ok=True)
-        return self._call(path, lambda: self.inner.stat(path))
+        try:
+            return self.inner.stat(path)
+        except Exception as exc:
+            raise _error(self.name, path, exc)  # noqa: B904 - _error chains what it wraps
 
     def list(self, path: str) -> list[str]:
         validate_path(path, root_ok=True)

@@ -90,15 +90,21 @@ class FileWriter(abc.ABC):
     def close(self) -> None:
         """Release resources. Idempotent. Does not commit."""
 
+    def commit_scratch(self) -> None:
+        """Like :meth:`commit` (visible, the writer spent), but the content need only survive the
+        process crashing, not the machine: an upload's chunks, made durable when the upload is moved
+        into place (:meth:`StorageDriver.move`). Defaults to :meth:`commit`."""
+        self.commit()
+
     def adopt(self, file: BinaryIO) -> bool:
         """Take the whole content of ``file`` as this writer's content and commit it, without copying.
 
         Offered only to a writer that has written nothing and (appending) starts from an empty file,
         with ``file`` an unnamed local temporary file that the caller owns and will close (a request
         body spooled into :meth:`StorageDriver.spool_directory`). A driver that can give the file a
-        name (a filesystem driver linking it into place) does so, as atomically and durably as
-        :meth:`commit`, and returns ``True``; the writer is then committed. ``False`` (the default)
-        means nothing happened: the caller writes and commits as usual.
+        name (a filesystem driver linking it into place) does so, atomically and at least as durably
+        as :meth:`commit_scratch`, and returns ``True``; the writer is then committed. ``False`` (the
+        default) means nothing happened: the caller writes and commits as usual.
         """
         return False
 
@@ -158,7 +164,11 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     def move(self, source: str, dest: str) -> None:
-        """Move a file, replacing ``dest`` if it exists; raises :class:`PathNotFoundError`."""
+        """Move a file, replacing ``dest`` if it exists; raises :class:`PathNotFoundError`.
+
+        Afterwards the content is durable at ``dest``, including content that was only
+        scratch-committed (:meth:`FileWriter.commit_scratch`) before the move.
+        """
 
     @abc.abstractmethod
     def delete(self, path: str) -> None:

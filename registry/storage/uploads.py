@@ -144,7 +144,9 @@ class Uploads:
                 written = _copy(body, sink, limit=length)
                 if length is not None and written != length:
                     raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
-                writer.commit()
+                # Not durable yet: the move into place at the end of the upload is. A chunk a machine
+                # crash loses shows in the upload's size (or in the digest), never in a stored blob.
+                writer.commit_scratch()
         except BaseException:
             writer.close()
             raise
@@ -162,8 +164,8 @@ class Uploads:
         size = os.fstat(body.fileno()).st_size
         if not size or (length is not None and size != length) or not writer.adopt(body):
             return None
-        # Another PATCH may append to the adopted file as soon as the writer is closed: hash only
-        # what was ours, through our own descriptor.
+        # Hashed after the driver took it, so that the disk writes it meanwhile. Another PATCH may
+        # append to the adopted file as soon as the writer is closed: hash only what was ours.
         hasher = ResumableSha256() if RESUMABLE else None
         if hasher is not None:
             body.seek(0)

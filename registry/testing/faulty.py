@@ -290,6 +290,9 @@ class _FaultyWriter(FileWriter):
     def commit(self) -> None:
         self._driver._call("commit", (self._path,), self._inner.commit)
 
+    def commit_scratch(self) -> None:
+        self._driver._call("commit", (self._path,), self._inner.commit_scratch)
+
     def adopt(self, file: BinaryIO) -> bool:
         return self._driver._call("adopt", (self._path,), lambda: self._inner.adopt(file))
 

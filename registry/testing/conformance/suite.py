@@ -778,6 +778,22 @@ class DriverSuite:
         with pytest.raises(PathNotFoundError):
             storage.move_scratch(f"{prefix}/u/data", f"{prefix}/u/other")
 
+    def test_commit_scratch_is_a_commit(self, storage: CheckedDriver, prefix: str) -> None:
+        """An upload's chunks: visible to the next appending writer and to readers, the writer spent;
+        the move into place afterwards carries the content."""
+        path = f"{prefix}/u/data"
+        storage.put_content(path, b"")
+        for piece in (b"one|", b"two|"):
+            writer = storage.writer(path, append=True)
+            writer.write(piece)
+            writer.commit_scratch()
+            with pytest.raises(StorageError):
+                writer.write(b"late")
+            writer.close()
+        assert storage.get_content(path) == b"one|two|"
+        storage.move(path, f"{prefix}/blob")
+        assert storage.get_content(f"{prefix}/blob") == b"one|two|"
+
     def test_adopt_takes_a_spooled_file_or_leaves_everything_as_it_was(
         self, storage: CheckedDriver, prefix: str
     ) -> None:
