@@ -68,37 +68,58 @@ class BaseResource:
     on_head = on_get
 
 
-class _Middleware:
-    """Adds the API version header (and ``http.headers``), refuses writes in read-only mode, and
-    reports each finished request to the reporting hooks."""
+class _Headers:
+    """Adds the API version header and ``http.headers`` to every response."""
 
-    def __init__(self, pm: pluggy.PluginManager, config: Mapping[str, Any]) -> None:
-        self.pm = pm
-        self.report = bool(pm.hook.registry_request_finished.get_hookimpls())
-        self.readonly = readonly_enabled(config)
+    def __init__(self, config: Mapping[str, Any]) -> None:
         self.headers = [(k, ", ".join(v)) for k, v in http_headers(config).items()] + [API_VERSION_HEADER]
-
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
-        if self.readonly and req.method in _WRITE_METHODS:
-            raise Unsupported("the registry is in read-only mode (storage.maintenance.readonly)")
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.request_id = str(uuid.uuid4()) if self.report else ""
-        req.context.started = time.perf_counter() if self.report else 0.0
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         for key, value in self.headers:
             resp.set_header(key, value)
-        if self.report:
-            route = getattr(resource, "route_name", "unknown") if resource is not None else "none"
-            call_each(
-                self.pm,
-                "registry_request_finished",
-                method=req.method,
-                route=route,
-                status=resp.status_code,
-                duration=time.perf_counter() - req.context.started,
-            )
+
+
+class _ReadOnly:
+    """Refuses writes in read-only mode (``storage.maintenance.readonly``)."""
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
+        if req.method in _WRITE_METHODS:
+            raise Unsupported("the registry is in read-only mode (storage.maintenance.readonly)")
+
+
+class _Reporting:
+    """Reports each finished request to the ``registry_request_finished`` implementations."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.request_id = str(uuid.uuid4())
+        req.context.started = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        route = getattr(resource, "route_name", "unknown") if resource is not None else "none"
+        call_each(
+            self.pm,
+            "registry_request_finished",
+            method=req.method,
+            route=route,
+            status=resp.status_code,
+            duration=time.perf_counter() - req.context.started,
+        )
+
+
+def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any]) -> list[object]:
+    """Only the middleware the configuration needs: Falcon calls each method of each one on every
+    request, and a manifest pull is short enough for that to show."""
+    middleware: list[object] = []
+    if pm.hook.registry_request_finished.get_hookimpls():
+        middleware.append(_Reporting(pm))
+    if readonly_enabled(config):
+        middleware.append(_ReadOnly())
+    # Response methods run last-listed first: the headers are set before the request is reported.
+    middleware.append(_Headers(config))
+    return middleware
 
 
 def _send_error(resp: falcon.Response, err: RegistryError) -> None:
@@ -130,7 +151,7 @@ def create_app(
         redirect_enabled=not redirect_disabled(config),
         config=config,
     )
-    app = RegistryApp(router=RegexRouter(), middleware=[_Middleware(pm, config)], cors_enable=False)
+    app = RegistryApp(router=RegexRouter(), middleware=_middleware(pm, config), cors_enable=False)
     app.registry_context = ctx  # for the server's maintenance threads (upload purging)
     app.req_options.auto_parse_form_urlencoded = False
     app.req_options.strip_url_path_trailing_slash = False

@@ -1,4 +1,5 @@
-"""Manifest parsing and validation. Manifests stay bytes: the digest covers exactly what is stored.
+"""Manifest parsing and validation, and a cache of manifest bytes by digest. Manifests stay bytes:
+the digest covers exactly what is stored.
 
 Accepted: OCI image manifest and index, Docker schema 2 manifest and manifest list, OCI artifacts
 (``artifactType``, empty config). Docker schema 1 is refused with an explanation.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from collections import OrderedDict
 from decimal import Decimal
 from functools import cache, lru_cache
 from importlib import resources
@@ -122,6 +125,51 @@ def _media_type(doc: Any) -> str | None:
     if "config" in doc or "layers" in doc:
         return OCI_MANIFEST
     return None
+
+
+class ManifestCache:
+    """Small manifests' bytes by digest, least recently used first out, bounded by total size.
+
+    Manifests are content-addressed: the bytes stored for a digest never change, so a cached copy
+    cannot go stale, in this process or because another one shares the storage. Whether a
+    repository still has the manifest (its revision link) and what a tag points at are not cached:
+    :meth:`registry.storage.store.Store.get_manifest` reads both on every request. Only bytes that
+    hash to their digest are kept, so a damaged file is served as before but never remembered.
+    Thread-safe.
+
+    :param max_bytes: the most bytes held in all (0 turns the cache off).
+    :param max_item: larger manifests are not cached.
+    """
+
+    def __init__(self, max_bytes: int = 8 << 20, max_item: int = 64 << 10) -> None:
+        self.max_bytes, self.max_item = max_bytes, min(max_item, max_bytes)
+        self.size = 0
+        self._items: OrderedDict[Digest, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, d: Digest) -> bytes | None:
+        """The cached bytes of ``d``, or ``None``."""
+        with self._lock:
+            raw = self._items.get(d)
+            if raw is not None:
+                self._items.move_to_end(d)
+            return raw
+
+    def put(self, d: Digest, raw: bytes) -> None:
+        """Remember ``raw`` as the bytes of ``d`` if it is small enough and really hashes to ``d``."""
+        if len(raw) > self.max_item or type(raw) is not bytes or digest_of(raw, d.algorithm) != d:
+            return
+        with self._lock:
+            if d in self._items:
+                return
+            self._items[d] = raw
+            self.size += len(raw)
+            while self.size > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self.size -= len(old)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def parse_manifest(raw: bytes, content_type: str | None) -> Manifest:

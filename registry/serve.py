@@ -19,8 +19,9 @@ from typing import Any
 
 import waitress.server
 from waitress import wasyncore
+from waitress.buffers import OverflowableBuffer
 from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 
 from registry.config import drain_timeout, http_addr, http_net, http_prefix
 from registry.handlers.base import API_VERSION_HEADER
@@ -94,8 +95,25 @@ _TLS_REFUSAL = (
 )
 
 
+class _Task(WSGITask):
+    """waitress's WSGI task, sending a response's header together with the first piece of its body.
+
+    waitress sends each write at once (its ``send_bytes`` is 1), so every small response went out as
+    two TCP segments, header then body: two ``send`` calls, and two wake-ups of the client. Here the
+    header waits in the connection's buffer for the body's first write, which sends both; what is
+    sent, and in which order, does not change. Should no body follow (waitress drops one given with
+    a 204 or 304), the header is sent when the task ends, as any output still buffered is.
+    """
+
+    def write(self, data: bytes) -> None:
+        if data and not self.wrote_header:
+            self.channel.hold_next_write = True
+        super().write(data)
+
+
 class _Channel(HTTPChannel):
-    """waitress's connection, reading at most :data:`SEND_CHUNK` bytes of a response per send, and
+    """waitress's connection, reading at most :data:`SEND_CHUNK` bytes of a response per send,
+    sending a response's header and the start of its body in one segment (:class:`_Task`), and
     answering waitress's own errors with the OCI error body (:class:`_OCIErrorTask`).
 
     waitress reads as much of a response body as the socket's send buffer holds (``SO_SNDBUF``, about
@@ -105,12 +123,31 @@ class _Channel(HTTPChannel):
     (docs/benchmarks.md). Only how much is read per ``send`` changes; what is sent, and when, does not.
     """
 
+    task_class = _Task
     error_task_class = _OCIErrorTask
+    #: Set by :class:`_Task` for the response header: buffer the next write without sending it.
+    hold_next_write = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sendbuf_len = min(self.sendbuf_len, SEND_CHUNK)
         self._first_read = True
+
+    def write_soon(self, data: Any) -> int:
+        if not self.hold_next_write:
+            return super().write_soon(data)
+        self.hold_next_write = False
+        if not data or not self.connected:
+            return super().write_soon(data)
+        # What HTTPChannel.write_soon does for bytes, less the send: the body's write sends both.
+        with self.outbuf_lock:
+            if self.current_outbuf_count >= self.adj.outbuf_high_watermark:
+                self.outbufs.append(OverflowableBuffer(self.adj.outbuf_overflow))
+                self.current_outbuf_count = 0
+            self.outbufs[-1].append(data)
+            self.current_outbuf_count += len(data)
+            self.total_outbufs_len += len(data)
+        return len(data)
 
     def received(self, data: bytes) -> bool:
         # skopeo, podman and buildah try https:// first even with --tls-verify=false and fall back

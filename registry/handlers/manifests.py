@@ -61,8 +61,9 @@ class ManifestResource:
 
     def _headers(self, resp: falcon.Response, d: Digest, raw: bytes) -> None:
         resp.content_type = media_type_of(raw)
-        resp.set_header("Docker-Content-Digest", str(d))
-        resp.set_header("ETag", f'"{d}"')
+        digest = str(d)
+        resp.set_header("Docker-Content-Digest", digest)
+        resp.set_header("ETag", f'"{digest}"')
 
     def on_head(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         _, d, raw = self._resolve(req, name, reference)
@@ -73,7 +74,8 @@ class ManifestResource:
         tag, d, raw = self._resolve(req, name, reference)
         self._headers(resp, d, raw)
         resp.data = raw
-        self.ctx.emit(req, "pull", name, event_target(d, len(raw), resp.content_type, tag))
+        if self.ctx.wants_events():
+            self.ctx.emit(req, "pull", name, event_target(d, len(raw), resp.content_type, tag))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)

@@ -14,14 +14,16 @@ from typing import BinaryIO
 
 from registry.digests import Digest, parse_digest
 from registry.errors import DigestInvalid
+from registry.manifests import ManifestCache
 from registry.storage import paths
 from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
 from registry.storage.listcache import ListCache, contains
 
 
 class Store:
-    """The registry's data model over one (checked) driver. Thread-safe; holds no state of its own,
-    so any number of processes can share one storage."""
+    """The registry's data model over one (checked) driver. Thread-safe. What it remembers cannot go
+    stale (manifest bytes by digest, directory listings revalidated on every use), so any number of
+    processes can share one storage."""
 
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
@@ -58,7 +60,7 @@ class Store:
         except PathNotFoundError:
             return None
         try:
-            return parse_digest(raw.decode("ascii").strip())
+            return _link_digest(raw)
         except (UnicodeDecodeError, DigestInvalid) as exc:
             raise StorageError(f"corrupt link file: {raw[:100]!r}", path=path) from exc
 
@@ -120,12 +122,23 @@ class Store:
         return True
 
     def get_manifest(self, name: str, d: Digest) -> bytes | None:
+        """The manifest's bytes if the repository has it (its revision link, checked every time, so
+        a delete takes effect at once, also one by another process), else ``None``."""
         if not self.has_manifest(name, d):
             return None
-        try:
-            return self.read_blob(d)
-        except PathNotFoundError:
-            return None
+        raw = self._manifest_cache.get(d)
+        if raw is None:
+            try:
+                raw = self.read_blob(d)
+            except PathNotFoundError:
+                return None
+            self._manifest_cache.put(d, raw)
+        return raw
+
+    @functools.cached_property
+    def _manifest_cache(self) -> ManifestCache:
+        # Content-addressed bytes cannot go stale; see ManifestCache.
+        return ManifestCache()
 
     def put_manifest(self, name: str, d: Digest, content: bytes) -> None:
         self.put_blob(d, content)
@@ -204,8 +217,8 @@ class Store:
 
     @functools.cached_property
     def _listings(self) -> ListCache:
-        # The one thing a Store remembers, and it cannot go stale: every use revalidates it against
-        # the storage, so processes sharing the storage still see each other's changes at once.
+        # Every use revalidates it against the storage, so processes sharing the storage still see
+        # each other's changes at once.
         return ListCache(self.driver)
 
     def _walk_repos(
@@ -231,6 +244,12 @@ class Store:
             n = names[i]
             if not n.startswith("_"):
                 yield from self._walk_repos(f"{path}/{n}", prefix + (n,), after)
+
+
+@functools.lru_cache(maxsize=4096)
+def _link_digest(raw: bytes) -> Digest:
+    # A tag link is read on every pull by tag and holds one of few digests: parse each once.
+    return parse_digest(raw.decode("ascii").strip())
 
 
 def started_at() -> bytes:
