@@ -3,11 +3,13 @@ parser, the upload paths that adopt instead of copying, and the same through a r
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -236,16 +238,26 @@ class _Recording(FilesystemDriver):
         return writer
 
 
-def test_server_adopts_layer_bodies(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _serving(tmp_path: Path, driver) -> Iterator[http.client.HTTPConnection]:
+    """A real server (waitress, the spooling parser) over ``driver``; yields a connection to it."""
     config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
               "http": {"addr": "127.0.0.1:0"}}
-    driver = _Recording(str(tmp_path / "root"))
     server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
     port = int(server.addresses[0].rsplit(":", 1)[1])
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        yield http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    finally:
+        server.stop()
+        server.stop()
+        thread.join(10)
+
+
+def test_server_adopts_layer_bodies(tmp_path: Path) -> None:
+    driver = _Recording(str(tmp_path / "root"))
+    with _serving(tmp_path, driver) as conn:
 
         def call(method: str, url: str, body: bytes | None = None, **headers: str) -> http.client.HTTPResponse:
             conn.request(method, url, body=body, headers=headers)
@@ -270,25 +282,14 @@ def test_server_adopts_layer_bodies(tmp_path: Path) -> None:
             resp = conn.getresponse()
             assert resp.status == 200 and resp.read() == data
         assert os.listdir(tmp_path / "root" / TEMP_DIR) == []
-    finally:
-        server.stop()
-        server.stop()
-        thread.join(10)
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_server_answers_a_failed_adoption_with_503_and_stores_nothing_wrong(tmp_path: Path, when: str) -> None:
     """A storage fault in the adoption itself (the faulty driver: a real file system cannot fail on
     demand): the client gets 503 with the error body, no blob appears, and a new push succeeds."""
-    config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
-              "http": {"addr": "127.0.0.1:0"}}
     driver = FaultyDriver(FilesystemDriver(str(tmp_path / "root")), [{"op": "adopt", "when": when, "times": 1}])
-    server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
-    port = int(server.addresses[0].rsplit(":", 1)[1])
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    with _serving(tmp_path, driver) as conn:
 
         def call(method: str, url: str, body: bytes | None = None) -> tuple[http.client.HTTPResponse, bytes]:
             conn.request(method, url, body=body)
@@ -306,7 +307,3 @@ def test_server_answers_a_failed_adoption_with_503_and_stores_nothing_wrong(tmp_
         assert call("PUT", f"{loc}?digest={_digest(layer)}")[0].status == 201
         resp, body = call("GET", f"/v2/a/blobs/{_digest(layer)}")
         assert resp.status == 200 and body == layer
-    finally:
-        server.stop()
-        server.stop()
-        thread.join(10)
