@@ -137,9 +137,14 @@ def _result(row: Row) -> str:
     return "-" if p is None else "PASS" if p else "MISS"
 
 
+def _times(ratio: float) -> str:
+    """``2.60x``; small ratios keep two significant digits (a catalog page at 0.005x, not 0.00x)."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
 def _ratio(row: Row) -> str:
     r = row.ratio() if row.show_ratio else None
-    return "-" if r is None else f"{r:.2f}x"
+    return "-" if r is None else _times(r)
 
 
 def cells(row: Row) -> list[str]:
@@ -250,7 +255,7 @@ def plot(rows: list[Row], path: Path, env: dict) -> Path | None:
         for i, r in enumerate(chosen):
             if which == "value":
                 ratio, result = (r.ratio() if r.show_ratio else None), _result(r)
-                label = (f"{ratio:.2f}x" if ratio is not None else "") + (f"\n{result}" if result != "-" else "")
+                label = (_times(ratio) if ratio is not None else "") + (f"\n{result}" if result != "-" else "")
             else:  # our CPU per unit, written above our own bar (Distribution's dwarfs it)
                 cpu = r.cpu_median("ours")
                 if cpu is None:
