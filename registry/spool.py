@@ -20,9 +20,6 @@ import os
 import tempfile
 from typing import Any
 
-from waitress.buffers import OverflowableBuffer, TempfileBasedBuffer
-from waitress.parser import HTTPRequestParser
-
 log = logging.getLogger(__name__)
 
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
@@ -53,8 +50,11 @@ def open_spool(directory: str) -> io.BufferedRandom:
         return tempfile.TemporaryFile("w+b")  # noqa: SIM115
 
 
-def spooling_parser(directory: str) -> type[HTTPRequestParser]:
+def spooling_parser(directory: str) -> type:
     """A waitress request parser whose large bodies are spooled into ``directory``."""
+    # Imported here: the storage layer imports this module for SpoolFile and needs no server.
+    from waitress.buffers import OverflowableBuffer, TempfileBasedBuffer
+    from waitress.parser import HTTPRequestParser
 
     class _Buffer(TempfileBasedBuffer):
         def newfile(self) -> Any:

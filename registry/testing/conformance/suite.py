@@ -799,7 +799,7 @@ class DriverSuite:
     ) -> None:
         """``adopt`` on an empty appending writer: either the spooled file becomes the content,
         committed, or (``False``) nothing changed and the writer still works."""
-        from registry.spool import open_spool  # waitress is imported there: only where used
+        from registry.spool import open_spool
 
         directory = storage.spool_directory()
         body = os.urandom(3 * KiB + 5)
