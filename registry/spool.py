@@ -29,8 +29,11 @@ class SpoolFile(io.BufferedRandom):
     """An unnamed temporary file holding exactly one request body, from offset 0.
 
     Only :func:`open_spool` makes these: code receiving a request body may rely on the marker to
-    read the body's length from the file and offer the file for adoption.
+    read the body's length from the file and offer the file for adoption. The storage layer reads
+    the marker as the ``adoptable`` attribute, so that it needs no import of this server module.
     """
+
+    adoptable = True
 
 
 def open_spool(directory: str) -> io.BufferedRandom:
@@ -52,7 +55,7 @@ def open_spool(directory: str) -> io.BufferedRandom:
 
 def spooling_parser(directory: str) -> type:
     """A waitress request parser whose large bodies are spooled into ``directory``."""
-    # Imported here: the storage layer imports this module for SpoolFile and needs no server.
+    # Imported here: importing this module must not load the server.
     from waitress.buffers import OverflowableBuffer, TempfileBasedBuffer
     from waitress.parser import HTTPRequestParser
 

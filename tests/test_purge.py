@@ -35,7 +35,7 @@ def test_purges_only_old_uploads(driver):
         try:
             uploads.size(*gone)
         except Exception as exc:
-            assert type(exc).__name__ == "BlobUploadUnknown"
+            assert type(exc).__name__ == "UploadUnknownError"
         else:
             raise AssertionError(f"{gone} survived purging")
 

@@ -18,7 +18,6 @@ from waitress.adjustments import Adjustments
 
 from registry.app import create_app
 from registry.digests import Digest, digest_of
-from registry.errors import DigestInvalid
 from registry.plugins import create_plugin_manager
 from registry.serve import Server
 from registry.spool import SpoolFile, open_spool, spooling_parser
@@ -26,7 +25,7 @@ from registry.storage import paths
 from registry.storage import uploads as uploads_module
 from registry.storage.checked import checked
 from registry.storage.store import Store
-from registry.storage.uploads import Uploads
+from registry.storage.uploads import DigestMismatchError, Uploads
 from registry.testing.faulty import FaultyDriver
 
 MiB = 1 << 20
@@ -142,7 +141,7 @@ def test_monolithic_put_adopts_the_spool_as_the_blob(fs: FilesystemDriver, uploa
 def test_adopted_body_with_the_wrong_digest_is_refused_and_not_stored(fs: FilesystemDriver, uploads: Uploads) -> None:
     body = os.urandom(MiB)
     upload = uploads.start("repo")
-    with _spooled(fs.spool_directory(), body) as spool, pytest.raises(DigestInvalid):
+    with _spooled(fs.spool_directory(), body) as spool, pytest.raises(DigestMismatchError):
         uploads.finish("repo", upload, _digest(b"something else"), spool, len(body))
     assert not os.path.exists(fs.rootdirectory + paths.blob_data(_digest(body)))
     assert not os.path.exists(fs.rootdirectory + paths.upload_dir("repo", upload))

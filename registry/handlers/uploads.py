@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import falcon
 
 from registry.digests import Digest
-from registry.errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid, RegistryError, SizeInvalid
+from registry.errors import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    RegistryError,
+    SizeInvalid,
+)
 from registry.handlers.base import (
     Context,
     check_digest,
@@ -24,6 +32,13 @@ from registry.handlers.base import (
 )
 from registry.routing import NAME_RE, UPLOAD_ID
 from registry.spool import SpoolFile
+from registry.storage.uploads import (
+    DigestMismatchError,
+    UploadError,
+    UploadOffsetError,
+    UploadSizeError,
+    UploadUnknownError,
+)
 
 # Offsets of at most 19 digits (int64, as Distribution parses them): Python's int() refuses over 4300.
 _CONTENT_RANGE = re.compile(r"^(?:bytes )?([0-9]{1,19})-([0-9]{1,19})\Z")
@@ -41,6 +56,29 @@ def request_body(req: falcon.Request) -> BinaryIO:
     (:mod:`registry.spool`; it holds exactly the body), else Falcon's length-bounded stream."""
     raw = req.env.get("wsgi.input")
     return raw if isinstance(raw, SpoolFile) else req.bounded_stream
+
+
+@contextlib.contextmanager
+def _upload_errors(ctx: Context, req: falcon.Request, name: str, upload_id: str | None) -> Iterator[None]:
+    """The protocol's error for each storage-layer upload error."""
+    try:
+        yield
+    except UploadUnknownError as exc:
+        raise BlobUploadUnknown(detail={"uuid": exc.upload_id}) from None
+    except UploadOffsetError as exc:
+        size = exc.size
+        if size is None and upload_id is not None:
+            with contextlib.suppress(UploadError):
+                size = ctx.uploads.size(name, upload_id)
+        headers = {}
+        if size is not None and upload_id is not None:
+            headers = {"Range": f"0-{max(size - 1, 0)}", "Location": upload_location(req, name, upload_id),
+                       "Docker-Upload-UUID": upload_id}
+        raise RangeInvalid(str(exc), headers=headers) from None
+    except UploadSizeError as exc:
+        raise SizeInvalid(str(exc)) from None
+    except DigestMismatchError as exc:
+        raise DigestInvalid(str(exc), detail={"expected": exc.expected, "actual": exc.actual}) from None
 
 
 def check_upload_id(upload_id: str) -> str:
@@ -79,12 +117,9 @@ class UploadsResource:
             # Not mountable: the spec says to fall back to an ordinary upload session.
         if digest is not None:
             d = check_digest(digest)
-            upload_id = self.ctx.uploads.start(name)
-            try:
-                size = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0)
-            except BaseException:
-                self._discard(name, upload_id)
-                raise
+            # The whole blob in this request: stored at its blob path, no upload session at all.
+            with _upload_errors(self.ctx, req, name, None):
+                size = self.ctx.uploads.put_blob(name, d, request_body(req), req.content_length or 0)
             _created(self.ctx, req, resp, name, d, size)
             return
         upload_id = self.ctx.uploads.start(name)
@@ -112,10 +147,6 @@ class UploadsResource:
         store.link_layer(name, d)
         return True
 
-    def _discard(self, name: str, upload_id: str) -> None:
-        with contextlib.suppress(BlobUploadUnknown):
-            self.ctx.uploads.cancel(name, upload_id)
-
 
 class UploadResource:
     """``/v2/<name>/blobs/uploads/<id>``."""
@@ -130,33 +161,46 @@ class UploadResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
         self._check(req, name, upload_id)
-        size = self.ctx.uploads.size(name, upload_id)
+        with _upload_errors(self.ctx, req, name, upload_id):
+            size = self.ctx.uploads.size(name, upload_id)
         resp.status = falcon.HTTP_204
         upload_headers(req, resp, name, upload_id, size)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
         self._check(req, name, upload_id)
-        uploads = self.ctx.uploads
-        size = uploads.size(name, upload_id)
         length = req.content_length
+        offset = None
         content_range = req.get_header("Content-Range")
         if content_range is not None:  # present but empty is malformed too
             parsed = parse_content_range(content_range)
             if parsed is None:
                 raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
-            start, end = parsed
-            if start != size or end < start:
-                # Out of order: tell the client where the upload really is.
-                raise RangeInvalid(
-                    f"Content-Range {start}-{end} does not continue the upload at offset {size}",
-                    headers={"Range": f"0-{max(size - 1, 0)}", "Location": upload_location(req, name, upload_id),
-                             "Docker-Upload-UUID": upload_id},
-                )
-            if length is not None and length != end - start + 1:
-                raise SizeInvalid(f"Content-Range {start}-{end} does not match Content-Length {length}")
-        new_size = uploads.append(name, upload_id, request_body(req), length)
+            offset, end = parsed
+            if end < offset:
+                raise self._out_of_order(req, name, upload_id, content_range)
+            if length is not None and length != end - offset + 1:
+                # Out of order takes precedence: the client learns where the upload stands.
+                with _upload_errors(self.ctx, req, name, upload_id):
+                    size = self.ctx.uploads.size(name, upload_id)
+                if offset != size:
+                    raise self._out_of_order(req, name, upload_id, content_range, size)
+                raise SizeInvalid(f"Content-Range {offset}-{end} does not match Content-Length {length}")
+        # The offset is checked by the writer that appends: no other request can slip in between.
+        with _upload_errors(self.ctx, req, name, upload_id):
+            new_size = self.ctx.uploads.append(name, upload_id, request_body(req), length, offset)
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, new_size)
+
+    def _out_of_order(self, req: falcon.Request, name: str, upload_id: str, content_range: str,
+                      size: int | None = None) -> RegistryError:
+        if size is None:
+            with _upload_errors(self.ctx, req, name, upload_id):
+                size = self.ctx.uploads.size(name, upload_id)
+        return RangeInvalid(
+            f"Content-Range {content_range[:100]!r} does not continue the upload at offset {size}",
+            headers={"Range": f"0-{max(size - 1, 0)}", "Location": upload_location(req, name, upload_id),
+                     "Docker-Upload-UUID": upload_id},
+        )
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
         self._check(req, name, upload_id)
@@ -164,19 +208,20 @@ class UploadResource:
         if not digest:
             raise BlobUploadInvalid("the digest query parameter is required to finish an upload")
         d = check_digest(digest)
-        uploads = self.ctx.uploads
-        size = uploads.size(name, upload_id)
+        offset = None
         content_range = req.get_header("Content-Range")
         if content_range is not None:
             parsed = parse_content_range(content_range)
-            if parsed is None or (req.content_length and parsed[0] != size):
-                raise RangeInvalid(f"Content-Range {content_range[:100]!r} does not continue the upload at {size}",
-                                   headers={"Range": f"0-{max(size - 1, 0)}"})
-        total = uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0)
+            if parsed is None:
+                raise self._out_of_order(req, name, upload_id, content_range)
+            offset = parsed[0]
+        with _upload_errors(self.ctx, req, name, upload_id):
+            total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0, offset)
         _created(self.ctx, req, resp, name, d, total)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
         self._check(req, name, upload_id)
-        self.ctx.uploads.cancel(name, upload_id)
+        with _upload_errors(self.ctx, req, name, upload_id):
+            self.ctx.uploads.cancel(name, upload_id)
         resp.status = falcon.HTTP_204
         resp.content_length = 0

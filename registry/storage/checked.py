@@ -86,9 +86,6 @@ class _CheckedWriter(FileWriter):
     def close(self) -> None:
         _normalized(self._name, self._inner.close, self._path)
 
-    def commit_scratch(self) -> None:
-        _normalized(self._name, self._inner.commit_scratch, self._path)
-
     def adopt(self, file: BinaryIO) -> bool:
         return bool(_normalized(self._name, lambda: self._inner.adopt(file), self._path))
 
@@ -99,6 +96,7 @@ class CheckedDriver(StorageDriver):
     def __init__(self, inner: StorageDriver) -> None:
         self.inner = inner
         self.name = inner.name or type(inner).__name__
+        self.capabilities = inner.capabilities
 
     def _call(self, path: str, fn: Callable[[], T]) -> T:
         return _normalized(self.name, fn, path)

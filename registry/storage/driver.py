@@ -7,6 +7,12 @@ paths and turns unexpected driver exceptions into :class:`StorageError`.
 
 A driver is used from many threads at once; it must be safe for concurrent calls on different
 paths, and for concurrent readers of a path that is being replaced by a committed writer.
+
+The contract is written for the hardest backend it serves, an object store (S3, Azure Blob, Ceph RGW):
+no append in place, no rename, no lock across processes. What a driver can do beyond that it declares
+in :attr:`StorageDriver.capabilities`, and the core and the exported suite adapt (see
+:class:`Capability`). An upload, for example, is written through appending writers that are closed
+after every chunk (never committed), committed once when it is finished, and moved into place once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
+import enum
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -43,6 +50,45 @@ class UnsupportedMethodError(StorageError):
     """The driver does not implement this optional operation (e.g. ``redirect_url``)."""
 
 
+class ConflictError(StorageError):
+    """Another writer changed the file this appending writer resumed, since it was opened.
+
+    Raised by :meth:`FileWriter.close` or :meth:`FileWriter.commit` of a driver without
+    :attr:`Capability.EXCLUSIVE_APPEND` that can tell (e.g. part ETags that are not the ones it saw);
+    what this writer wrote is then not kept. The core answers the chunk with 416: the client asks
+    where the upload stands and goes on from there.
+    """
+
+
+class Capability(enum.Flag):
+    """What a driver can do beyond the contract's minimum (an object store's).
+
+    The core asks instead of assuming: a driver that declares nothing is served correctly, only
+    with more work (re-reading an upload at its end, an extra copy).
+    """
+
+    #: Nothing beyond the minimum: the default, and what an object store offers.
+    NONE = 0
+    #: Appending writers of one path take turns across threads *and processes* sharing the storage
+    #: (a second one waits until the first is closed), and :meth:`StorageDriver.move` of a path
+    #: waits for its appending writer. With it the core trusts the resumable hash state it saved for
+    #: an upload's offset (no re-read at the end); without it, it re-reads the upload once to verify
+    #: the digest over the bytes actually stored.
+    EXCLUSIVE_APPEND = enum.auto()
+    #: :meth:`StorageDriver.move` is an atomic rename that copies no data, so moving a file twice
+    #: costs nothing (an upload is set aside out of every writer's reach before its digest is
+    #: checked). Without it a move is a copy and the core moves each blob once.
+    RENAME = enum.auto()
+    #: What a closed, uncommitted appending writer wrote is visible to readers (``stat``,
+    #: ``reader``) at once, as appending in place to a file is. Without it readers see a file as of
+    #: its last commit, and the core asks an appending writer for an upload's size.
+    READ_UNCOMMITTED = enum.auto()
+    #: :meth:`StorageDriver.move` copies on the server side: no byte passes through the registry.
+    SERVER_COPY = enum.auto()
+    #: :meth:`StorageDriver.redirect_url` may return URLs (without it the core never asks).
+    REDIRECT = enum.auto()
+
+
 @dataclasses.dataclass(frozen=True)
 class FileInfo:
     """What :meth:`StorageDriver.stat` knows of a path."""
@@ -57,12 +103,23 @@ class FileWriter(abc.ABC):
     """A writer returned by :meth:`StorageDriver.writer`.
 
     A fresh writer (``append=False``) makes its content appear at the path atomically at
-    :meth:`commit`; closed or cancelled without commit, it leaves the path as it was.
+    :meth:`commit`; cancelled or closed without commit, it leaves the path as it was and nothing to
+    resume.
 
-    An appending writer continues the file at the path; what it writes is durable after
-    :meth:`commit`. Whether readers see bytes before the commit is up to the driver, and so is whether
-    bytes written without a commit survive :meth:`close` (a later appending writer's :attr:`size`
-    tells). :meth:`cancel` on an appending writer deletes the file: it was an unfinished upload.
+    An appending writer (``append=True``) continues the file at the path: the committed file, or
+    what earlier appending writers of the path wrote and closed without committing. Its
+    :meth:`close` keeps what it wrote, durably enough to survive the registry process (not
+    necessarily the machine: the commit is what is durable), so that the next appending writer of
+    the path, in any process, starts after it (its :attr:`size` says so). This is how an upload's
+    chunks are stored: one appending writer per chunk, closed, never committed, so an object store
+    need not finish a multipart upload (and copy everything before it again) per chunk. Its
+    :meth:`commit` makes the whole content, the earlier writers' included, the durable, visible file
+    at the path, at once. :meth:`cancel` on an appending writer deletes the file, committed content
+    included: it was an unfinished upload.
+
+    Whether readers see what a closed, uncommitted appending writer wrote is declared by
+    :attr:`Capability.READ_UNCOMMITTED`; whether appending writers of a path take turns by
+    :attr:`Capability.EXCLUSIVE_APPEND`.
 
     After :meth:`commit`, :meth:`cancel` or :meth:`close`, :meth:`write` and :meth:`commit` raise
     :class:`StorageError`. :meth:`cancel` after a successful :meth:`commit` does nothing, so the usual
@@ -88,23 +145,20 @@ class FileWriter(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Release resources. Idempotent. Does not commit."""
-
-    def commit_scratch(self) -> None:
-        """Like :meth:`commit` (visible, the writer spent), but the content need only survive the
-        process crashing, not the machine: an upload's chunks, made durable when the upload is moved
-        into place (:meth:`StorageDriver.move`). Defaults to :meth:`commit`."""
-        self.commit()
+        """End the writer without committing. Idempotent. A fresh writer's content is discarded; an
+        appending writer's is kept for the next appending writer of the path (see the class
+        docstring). May raise :class:`ConflictError`."""
 
     def adopt(self, file: BinaryIO) -> bool:
-        """Take the whole content of ``file`` as this writer's content and commit it, without copying.
+        """Take the whole content of ``file`` as this writer's content, without copying it.
 
         Offered only to a writer that has written nothing and (appending) starts from an empty file,
         with ``file`` an unnamed local temporary file that the caller owns and will close (a request
         body spooled into :meth:`StorageDriver.spool_directory`). A driver that can give the file a
-        name (a filesystem driver linking it into place) does so, atomically and at least as durably
-        as :meth:`commit_scratch`, and returns ``True``; the writer is then committed. ``False`` (the
-        default) means nothing happened: the caller writes and commits as usual.
+        name (a filesystem driver linking it into place) does so and returns ``True``: the writer's
+        :attr:`size` is then the file's, no more :meth:`write` is allowed, and :meth:`commit`,
+        :meth:`close` and :meth:`cancel` do what they do after writing that content. ``False`` (the
+        default) means nothing happened: the caller writes the content as usual.
         """
         return False
 
@@ -119,6 +173,9 @@ class StorageDriver(abc.ABC):
     """The operations a storage backend provides. ``name`` is the config key that selects it."""
 
     name: str = ""
+    #: What the driver can do beyond the minimum contract (see :class:`Capability`). The default,
+    #: nothing, is always correct.
+    capabilities: Capability = Capability.NONE
 
     @abc.abstractmethod
     def get_content(self, path: str) -> bytes:
@@ -141,13 +198,16 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     def writer(self, path: str, append: bool = False) -> FileWriter:
-        """Return a writer for ``path``; with ``append`` it continues an existing (possibly
-        uncommitted) file and raises :class:`PathNotFoundError` when there is none.
+        """Return a writer for ``path`` (see :class:`FileWriter`); with ``append`` it continues the
+        committed or the closed, uncommitted file at ``path`` and raises :class:`PathNotFoundError`
+        when there is neither.
 
-        Appending writers of one path take turns: a second one waits until the first is committed,
-        cancelled or closed (across processes where the storage is shared), and :meth:`move` of the
-        path waits too. Uploads rely on it: a chunk's offset and hash state must cover exactly the
-        bytes before it, and no byte may reach an upload's data after it was checked and moved.
+        With :attr:`Capability.EXCLUSIVE_APPEND`, appending writers of one path take turns: a second
+        one waits until the first is committed, cancelled or closed (across processes where the
+        storage is shared), and :meth:`move` of the path waits too. Without it, two appending writers
+        of one path may be open at once (the core never opens two in one process); a driver that can
+        tell raises :class:`ConflictError` from the second to end, and the core verifies an upload's
+        digest over what is stored, whatever the writers did.
         """
 
     @abc.abstractmethod
@@ -164,10 +224,10 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     def move(self, source: str, dest: str) -> None:
-        """Move a file, replacing ``dest`` if it exists; raises :class:`PathNotFoundError`.
+        """Move a committed file, replacing ``dest`` if it exists; raises :class:`PathNotFoundError`.
 
-        Afterwards the content is durable at ``dest``, including content that was only
-        scratch-committed (:meth:`FileWriter.commit_scratch`) before the move.
+        Afterwards the content is durable at ``dest``. An object store copies (one server-side copy,
+        multipart above its single-copy limit) and deletes the source; see :attr:`Capability.RENAME`.
         """
 
     @abc.abstractmethod
@@ -183,7 +243,7 @@ class StorageDriver(abc.ABC):
 
     def move_scratch(self, source: str, dest: str) -> None:
         """Like :meth:`move`, for a move a machine crash may undo (an upload's data set aside inside
-        its own upload directory). Defaults to :meth:`move`."""
+        its own upload directory, done only with :attr:`Capability.RENAME`). Defaults to :meth:`move`."""
         self.move(source, dest)
 
     def spool_directory(self) -> str | None:
@@ -193,7 +253,8 @@ class StorageDriver(abc.ABC):
         return None
 
     def redirect_url(self, method: str, path: str) -> str | None:
-        """A URL the client may fetch ``path`` from directly, or ``None`` to stream through us."""
+        """A URL the client may fetch ``path`` from directly, or ``None`` to stream through us.
+        Asked only of a driver declaring :attr:`Capability.REDIRECT`."""
         return None
 
     def walk(self, path: str) -> Iterator[FileInfo]:

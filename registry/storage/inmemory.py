@@ -13,6 +13,7 @@ from typing import BinaryIO
 from registry import hookimpl
 from registry.storage.descriptor import DriverDescriptor
 from registry.storage.driver import (
+    Capability,
     FileInfo,
     FileWriter,
     InvalidOffsetError,
@@ -67,14 +68,24 @@ class _Writer(FileWriter):
         self._release()
 
     def close(self) -> None:
+        """A fresh writer's content is dropped; an appending writer's is kept for the next one."""
+        if self._done:
+            return
         self._done = True
-        self._release()
+        try:
+            if self._append:
+                self._driver._store(self._path, bytes(self._buf))
+        finally:
+            self._release()
 
 
 class InMemoryDriver(StorageDriver):
     """Files live in a dict of path → (bytes, mtime); directories are implied by their files."""
 
     name = "inmemory"
+    #: One appending writer per path at a time (within the process, which is all that shares it),
+    #: moves that copy nothing, and appends that readers see once the writer is closed.
+    capabilities = Capability.EXCLUSIVE_APPEND | Capability.RENAME | Capability.READ_UNCOMMITTED
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[bytes, datetime.datetime]] = {}

@@ -1,10 +1,26 @@
-"""Blob upload sessions, stateless across processes.
+"""Blob upload sessions, stateless across processes, on any driver the contract allows.
 
 Everything about an upload lives in storage under ``_uploads/<id>/`` in Distribution's layout: the
-data so far, ``startedat``, and our resumable SHA-256 state at the offset it covers. Any process
-sharing the storage can continue any upload, and a restart loses nothing. When no usable hash state
-exists (another OpenSSL build, a crash between data and state), the data so far is re-hashed: slower,
-never wrong.
+data so far, ``startedat``, and (on drivers whose appending writers take turns) our resumable SHA-256
+state at the offset it covers. Any process sharing the storage can continue any upload, and a
+restart loses nothing.
+
+The data is written as an object store needs it (:mod:`registry.storage.driver`): one appending
+writer per chunk, closed and never committed, so a chunk costs what it holds and not everything
+before it again; at the final PUT one commit and one move into place. An upload sent in one request
+(``POST ?digest=`` with a body, or a PUT with the body of an empty upload) is written straight to
+its blob path, hashed on the way and committed only when the digest matches: no move at all.
+
+How the digest is checked at the end depends on the driver (:class:`Capability`):
+
+- with ``EXCLUSIVE_APPEND`` the saved hash state of the offset is trustworthy (the driver let one
+  writer in at a time), and with ``RENAME`` the data is first set aside, out of every writer's
+  reach, by a rename that copies nothing;
+- without them, the committed data is read once and hashed: the digest is verified over the bytes
+  actually stored, whatever concurrent writers in other processes did.
+
+Errors are storage errors (:class:`UploadError` and its subclasses); the handlers map them to the
+protocol's error codes.
 """
 
 from __future__ import annotations
@@ -16,14 +32,19 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from registry.digests import Digest
-from registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid
-from registry.spool import SpoolFile
 from registry.storage import paths
-from registry.storage.driver import FileWriter, PathNotFoundError, StorageDriver
+from registry.storage.driver import (
+    Capability,
+    ConflictError,
+    FileWriter,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+)
 from registry.storage.hashstate import RESUMABLE, ResumableSha256
 from registry.storage.store import Store, started_at
 
@@ -33,7 +54,6 @@ log = logging.getLogger(__name__)
 #: small enough that memory stays flat whatever the blob size.
 CHUNK = 1 << 20
 
-
 #: Uploads smaller than this keep their hash state in this process's memory only: should the next
 #: request reach another process (or a restarted one), re-hashing at most this much costs less than
 #: creating a state file on every chunk of every small layer.
@@ -42,9 +62,57 @@ STATE_FILE_MIN = 16 << 20
 #: Hash states remembered in memory, by repository, upload and offset (~150 bytes each).
 MEMORY_STATES = 1024
 
+#: Locks serializing one process's requests on one upload (drivers without EXCLUSIVE_APPEND); a
+#: fixed set, picked by hash, so that nothing grows with the number of uploads.
+_LOCK_STRIPES = 64
+
+
+class UploadError(StorageError):
+    """Base of what :class:`Uploads` raises about the upload itself (not the storage)."""
+
+
+class UploadUnknownError(UploadError):
+    """No such upload session (finished, cancelled, purged, or never started)."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id} is not known")
+        self.upload_id = upload_id
+
+
+class UploadOffsetError(UploadError):
+    """A chunk claims an offset other than where the upload stands (``size``), or another writer
+    changed the upload meanwhile: the client should ask where it stands and go on from there."""
+
+    def __init__(self, claimed: int | None, size: int | None) -> None:
+        where = f"offset {size}" if size is not None else "another offset (a concurrent request wrote to it)"
+        super().__init__(f"the chunk at offset {claimed} does not continue the upload at {where}")
+        self.claimed, self.size = claimed, size
+
+
+class UploadSizeError(UploadError):
+    """The body held fewer bytes than its ``Content-Length`` said."""
+
+    def __init__(self, received: int, length: int) -> None:
+        super().__init__(f"received {received} bytes, Content-Length said {length}")
+        self.received, self.length = received, length
+
+
+class DigestMismatchError(UploadError):
+    """The uploaded bytes do not have the digest the client named; nothing was stored."""
+
+    def __init__(self, expected: Digest, actual: str) -> None:
+        self.expected, self.actual = str(expected), f"{expected.algorithm}:{actual}"
+        super().__init__(f"digest mismatch: upload has {self.actual}, request said {self.expected}")
+
 
 def new_upload_id() -> str:
     return str(uuid.uuid4())
+
+
+def is_adoptable(body: BinaryIO) -> bool:
+    """Whether ``body`` is a spooled request body a driver may adopt (:meth:`FileWriter.adopt`):
+    the server marks such files (``registry.spool.SpoolFile``); storage needs no server import."""
+    return bool(getattr(body, "adoptable", False))
 
 
 class Uploads:
@@ -53,10 +121,28 @@ class Uploads:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.driver: StorageDriver = store.driver
+        caps = self.driver.capabilities
+        # Hash states saved per offset are only trustworthy when one writer at a time wrote the data.
+        self.exclusive = Capability.EXCLUSIVE_APPEND in caps
+        self.rename = Capability.RENAME in caps
+        self.read_uncommitted = Capability.READ_UNCOMMITTED in caps
         # The bytes of an upload below an offset never change, so a state for (upload, offset) can
         # be kept as long as wanted; an upload that is gone is simply never asked for again.
         self._states: collections.OrderedDict[tuple[str, str, int], bytes] = collections.OrderedDict()
         self._states_lock = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+
+    @contextlib.contextmanager
+    def _turn(self, name: str, upload_id: str) -> Iterator[None]:
+        """One request of this process at a time on an upload, where the driver does not take turns
+        itself: two appending writers of one upload in one process would race over its offset."""
+        if self.exclusive:
+            yield
+            return
+        with self._stripes[hash((name, upload_id)) % _LOCK_STRIPES]:
+            yield
+
+    # -- sessions --------------------------------------------------------------------------------
 
     def start(self, name: str) -> str:
         upload_id = new_upload_id()
@@ -67,21 +153,39 @@ class Uploads:
         return upload_id
 
     def size(self, name: str, upload_id: str) -> int:
-        """Bytes received so far; raises :class:`BlobUploadUnknown`."""
-        try:
-            info = self.driver.stat(paths.upload_data(name, upload_id))
-        except PathNotFoundError:
-            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
-        return info.size
+        """Bytes received so far; raises :class:`UploadUnknownError`."""
+        data = paths.upload_data(name, upload_id)
+        if self.read_uncommitted:
+            try:
+                return self.driver.stat(data).size
+            except PathNotFoundError:
+                raise UploadUnknownError(upload_id) from None
+        # Readers see the data as of its last commit (never, for an unfinished upload): ask a writer.
+        with self._turn(name, upload_id):
+            writer = self._writer(data, upload_id)
+            try:
+                return writer.size
+            finally:
+                writer.close()
 
     def cancel(self, name: str, upload_id: str) -> None:
         try:
             self.driver.delete(paths.upload_dir(name, upload_id))
         except PathNotFoundError:
-            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+            raise UploadUnknownError(upload_id) from None
+
+    def _writer(self, data: str, upload_id: str) -> FileWriter:
+        try:
+            return self.driver.writer(data, append=True)
+        except PathNotFoundError:
+            raise UploadUnknownError(upload_id) from None
+
+    # -- hash states (drivers with EXCLUSIVE_APPEND) ----------------------------------------------
 
     def _load_hasher(self, name: str, upload_id: str, offset: int, data: str | None = None) -> ResumableSha256 | None:
-        if not RESUMABLE:
+        """A hasher covering the upload's first ``offset`` bytes, or ``None`` when there is no
+        trustworthy way to get one without reading more than the caller can afford."""
+        if not RESUMABLE or not self.exclusive:
             return None
         if offset == 0:
             return ResumableSha256()
@@ -93,10 +197,13 @@ class Uploads:
             return ResumableSha256.from_state(state, offset)
         except (PathNotFoundError, ValueError):
             pass
+        if data is None and not self.read_uncommitted:
+            return None  # the data so far cannot be read before it is committed
         # No usable state for this offset: rebuild it from the data (one read of what was uploaded).
         hasher = ResumableSha256()
         with self.driver.reader(data or paths.upload_data(name, upload_id), 0) as src:
-            _copy(src, hasher.update, limit=offset)
+            if _copy(src, hasher.update, limit=offset) != offset:
+                return None
         return hasher
 
     def _save_hasher(self, name: str, upload_id: str, hasher: ResumableSha256, old: int, new: int) -> None:
@@ -113,75 +220,140 @@ class Uploads:
             with contextlib.suppress(PathNotFoundError):
                 self.driver.delete(paths.upload_hashstate(name, upload_id, "sha256", old))
 
-    def append(self, name: str, upload_id: str, body: BinaryIO, length: int | None) -> int:
-        """Append the request body; returns the new size. ``length`` bounds what is read."""
-        return self._append(name, upload_id, body, length, save_state=True)[0]
+    # -- chunks ----------------------------------------------------------------------------------
 
-    def _append(
-        self, name: str, upload_id: str, body: BinaryIO, length: int | None, *, save_state: bool
-    ) -> tuple[int, ResumableSha256 | None]:
-        """Append; returns the new size and a hasher covering the data up to it (``None`` when not
-        resumable). ``save_state`` keeps the hasher's state for a later request."""
+    def append(self, name: str, upload_id: str, body: BinaryIO, length: int | None, offset: int | None = None) -> int:
+        """Append the request body; returns the new size. ``length`` bounds what is read; ``offset``,
+        when given, is where the client says the chunk starts (checked against the stored size by
+        the writer that appends, so no other request can slip in between)."""
+        with self._turn(name, upload_id):
+            writer = self._writer(paths.upload_data(name, upload_id), upload_id)
+            try:
+                start = writer.size
+                if offset is not None and offset != start:
+                    raise UploadOffsetError(offset, start)
+                written, hasher = self._write_chunk(name, upload_id, writer, body, length)
+            except BaseException:
+                writer.close()  # what was written is kept: the upload's size tells the client
+                raise
+            self._close(writer, offset if offset is not None else start)
+        if hasher is not None and written:
+            self._save_hasher(name, upload_id, hasher, start, start + written)
+        return start + written
+
+    @staticmethod
+    def _close(writer: FileWriter, offset: int) -> None:
         try:
-            writer = self.driver.writer(paths.upload_data(name, upload_id), append=True)
-        except PathNotFoundError:
-            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
-        try:
-            # The driver lets one appending writer in at a time, so the offset is the writer's, and
-            # the hash state loaded for it covers exactly the bytes before ours.
-            start = offset = writer.size
-            adopted = self._adopt(writer, body, length) if start == 0 and isinstance(body, SpoolFile) else None
-            if adopted is not None:
-                written, hasher = adopted
-            else:
-                hasher = self._load_hasher(name, upload_id, offset)
-
-                def sink(chunk: bytes) -> None:
-                    writer.write(chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
-
-                written = _copy(body, sink, limit=length)
-                if length is not None and written != length:
-                    raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
-                # Not durable yet: the move into place at the end of the upload is. A chunk a machine
-                # crash loses shows in the upload's size (or in the digest), never in a stored blob.
-                writer.commit_scratch()
-        except BaseException:
             writer.close()
-            raise
-        writer.close()
-        new_size = start + written
-        if save_state and hasher is not None and written:
-            self._save_hasher(name, upload_id, hasher, offset, new_size)
-        return new_size, hasher
+        except ConflictError as exc:
+            raise UploadOffsetError(offset, None) from exc
+
+    def _write_chunk(
+        self, name: str, upload_id: str, writer: FileWriter, body: BinaryIO, length: int | None
+    ) -> tuple[int, ResumableSha256 | None]:
+        """Write the body through ``writer`` (open, not yet closed); returns the bytes written and a
+        hasher covering the upload up to the writer's new size, or ``None``."""
+        start = writer.size
+        if start == 0 and is_adoptable(body):
+            adopted = self._adopt(writer, body, length, hashed=self.exclusive)
+            if adopted is not None:
+                return adopted
+        hasher = self._load_hasher(name, upload_id, start)
+        written = _write_body(writer, body, length, hasher)
+        return written, hasher
 
     def _adopt(
-        self, writer: FileWriter, body: SpoolFile, length: int | None
+        self, writer: FileWriter, body: BinaryIO, length: int | None, *, hashed: bool
     ) -> tuple[int, ResumableSha256 | None] | None:
-        """Let the driver take the spooled body as the upload's data (no second write of every
-        byte), then hash it; ``None`` when the driver copies instead."""
+        """Let the driver take the spooled body as the writer's content (no second write of every
+        byte), then hash it if ``hashed``; ``None`` when the driver copies instead."""
         size = os.fstat(body.fileno()).st_size
         if not size or (length is not None and size != length) or not writer.adopt(body):
             return None
-        # Hashed after the driver took it, so that the disk writes it meanwhile. Another PATCH may
-        # append to the adopted file as soon as the writer is closed: hash only what was ours.
-        hasher = ResumableSha256() if RESUMABLE else None
+        # Hashed after the driver took it, so that the disk writes it meanwhile.
+        hasher = ResumableSha256() if RESUMABLE and hashed else None
         if hasher is not None:
             body.seek(0)
             _copy(body, hasher.update, limit=size)
         return size, hasher
 
-    def finish(self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None) -> int:
+    # -- finishing -------------------------------------------------------------------------------
+
+    def put_blob(self, name: str, expected: Digest, body: BinaryIO, length: int | None) -> int:
+        """Store a whole blob sent in one request straight at its blob path (a content-addressed
+        put: hashed as it is written, committed only if the digest matches, never moved) and link
+        it into ``name``. Returns its size; raises :class:`DigestMismatchError`."""
+        writer = self.driver.writer(paths.blob_data(expected))
+        try:
+            hasher: ResumableSha256 | hashlib._Hash | None = None
+            adopted = self._adopt(writer, body, length, hashed=False) if is_adoptable(body) else None
+            if adopted is not None:
+                size = adopted[0]
+                body.seek(0)
+                actual, _ = _hash_stream(body, expected.algorithm, size)
+            else:
+                hasher = hashlib.new(expected.algorithm)
+                size = _write_body(writer, body, length, hasher)
+                actual = hasher.hexdigest()
+            if actual != expected.hex:
+                raise DigestMismatchError(expected, actual)
+            if self.store.blob_size(expected) != size:
+                writer.commit()
+            # else: already stored (pushed by someone else); keep that copy untouched.
+        finally:
+            writer.close()
+        self.store.link_layer(name, expected)
+        return size
+
+    def finish(
+        self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None,
+        offset: int | None = None,
+    ) -> int:
         """Append an optional last chunk, check the digest, move the data into place and link it.
 
-        On a digest mismatch the upload is cancelled (as Distribution does) and :class:`DigestInvalid`
-        raised. Returns the blob's size.
+        ``offset``, when given with a body, is where the client says the last chunk starts. On a
+        digest mismatch the upload is cancelled (as Distribution does) and
+        :class:`DigestMismatchError` raised. Returns the blob's size.
         """
+        if body is not None and length and offset in (None, 0) and self._is_empty(name, upload_id):
+            # Everything in this one request: no upload data to commit, check and move.
+            try:
+                size = self.put_blob(name, expected, body, length)
+            except DigestMismatchError:
+                with contextlib.suppress(UploadUnknownError):
+                    self.cancel(name, upload_id)
+                raise
+            with contextlib.suppress(PathNotFoundError):
+                self.driver.delete(paths.upload_dir(name, upload_id))
+            return size
+        if self.rename and self.exclusive:
+            return self._finish_aside(name, upload_id, expected, body, length, offset)
+        return self._finish_in_place(name, upload_id, expected, body, length, offset)
+
+    def _is_empty(self, name: str, upload_id: str) -> bool:
+        if self.read_uncommitted:
+            try:
+                return self.driver.stat(paths.upload_data(name, upload_id)).size == 0
+            except PathNotFoundError:
+                raise UploadUnknownError(upload_id) from None
+        return self.size(name, upload_id) == 0
+
+    def _finish_aside(
+        self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None,
+        offset: int | None,
+    ) -> int:
+        """Finish on a driver with turn-taking appenders and free renames (a file system)."""
         hasher, covered = None, -1
         if body is not None and length:
-            # No hash state saved: the hasher is used right below, and a retried PUT re-hashes.
-            covered, hasher = self._append(name, upload_id, body, length, save_state=False)
+            writer = self._writer(paths.upload_data(name, upload_id), upload_id)
+            try:
+                start = writer.size
+                if offset is not None and offset != start:
+                    raise UploadOffsetError(offset, start)
+                written, hasher = self._write_chunk(name, upload_id, writer, body, length)
+                covered = start + written
+            finally:
+                writer.close()
         # Take the data out of every writer's reach before checking it (the driver's move waits for
         # an appending writer to finish): bytes a racing PATCH adds can then never be moved into
         # place under a digest that was checked without them. A crash may undo this move: the
@@ -194,22 +366,58 @@ class Uploads:
         try:
             size = self.driver.stat(data).size
         except PathNotFoundError:
-            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+            raise UploadUnknownError(upload_id) from None
         if hasher is not None and covered == size and expected.algorithm == "sha256":
             actual = hasher.hexdigest()
         else:
             actual = self._digest(name, upload_id, expected.algorithm, size, data)
-        if actual != expected.hex:
-            self.cancel(name, upload_id)
-            raise DigestInvalid(
-                f"digest mismatch: upload has {expected.algorithm}:{actual}, request said {expected}",
-                detail={"expected": str(expected), "actual": f"{expected.algorithm}:{actual}"},
-            )
-        if self.store.blob_size(expected) == size:
-            # Already stored (pushed by someone else): keep the existing copy untouched.
-            pass
+        self._check(name, upload_id, expected, actual)
+        return self._place(name, upload_id, expected, data, size)
+
+    def _finish_in_place(
+        self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None,
+        offset: int | None,
+    ) -> int:
+        """Finish on any driver: commit the data once, check its digest, move it once."""
+        data = paths.upload_data(name, upload_id)
+        with self._turn(name, upload_id):
+            writer = self._writer(data, upload_id)
+            try:
+                start = writer.size
+                hasher, written = None, 0
+                if body is not None and length:
+                    if offset is not None and offset != start:
+                        raise UploadOffsetError(offset, start)
+                    written, hasher = self._write_chunk(name, upload_id, writer, body, length)
+                elif self.exclusive:
+                    hasher = self._load_hasher(name, upload_id, start)
+                size = start + written
+                writer.commit()
+            except BaseException:
+                self._close(writer, start)
+                raise
+            writer.close()
+        if hasher is not None and self.exclusive and expected.algorithm == "sha256":
+            # The writer that committed held the upload alone, from the state it loaded on.
+            actual = hasher.hexdigest()
         else:
+            # The digest over the bytes actually stored: one read of the committed data.
+            with self.driver.reader(data, 0) as src:
+                actual, size = _hash_stream(src, expected.algorithm, None)
+        self._check(name, upload_id, expected, actual)
+        return self._place(name, upload_id, expected, data, size)
+
+    def _check(self, name: str, upload_id: str, expected: Digest, actual: str) -> None:
+        if actual != expected.hex:
+            with contextlib.suppress(UploadUnknownError):
+                self.cancel(name, upload_id)
+            raise DigestMismatchError(expected, actual)
+
+    def _place(self, name: str, upload_id: str, expected: Digest, data: str, size: int) -> int:
+        """Move checked data into place (unless the blob is already stored), link it, clean up."""
+        if self.store.blob_size(expected) != size:
             self.driver.move(data, paths.blob_data(expected))
+        # else: already stored (pushed by someone else): keep the existing copy untouched.
         self.store.link_layer(name, expected)
         with contextlib.suppress(PathNotFoundError):
             self.driver.delete(paths.upload_dir(name, upload_id))
@@ -220,10 +428,32 @@ class Uploads:
             hasher = self._load_hasher(name, upload_id, size, data)
             if hasher is not None:
                 return hasher.hexdigest()
-        h = hashlib.new(algorithm)
         with self.driver.reader(data, 0) as src:
-            _copy(src, h.update, limit=size)
-        return h.hexdigest()
+            return _hash_stream(src, algorithm, size)[0]
+
+
+def _write_body(writer: FileWriter, body: BinaryIO, length: int | None,
+                hasher: ResumableSha256 | hashlib._Hash | None) -> int:
+    """Copy the body into ``writer`` (and ``hasher``); raises :class:`UploadSizeError` when the body
+    ends before ``length``."""
+    if hasher is None:
+        sink: Callable[[bytes], object] = writer.write
+    else:
+        def sink(chunk: bytes) -> None:
+            writer.write(chunk)
+            hasher.update(chunk)
+
+    written = _copy(body, sink, limit=length)
+    if length is not None and written != length:
+        raise UploadSizeError(written, length)
+    return written
+
+
+def _hash_stream(src: BinaryIO, algorithm: str, limit: int | None) -> tuple[str, int]:
+    """The hex digest of ``src`` (at most ``limit`` bytes) and the number of bytes it held."""
+    h = hashlib.new(algorithm)
+    count = _copy(src, h.update, limit=limit)
+    return h.hexdigest(), count
 
 
 def _copy(src: BinaryIO, sink: Callable[[bytes], object], limit: int | None) -> int:

@@ -34,6 +34,8 @@ import pytest
 
 from registry.storage.checked import CheckedDriver, checked
 from registry.storage.driver import (
+    Capability,
+    ConflictError,
     FileInfo,
     FileWriter,
     InvalidOffsetError,
@@ -403,19 +405,61 @@ class DriverSuite:
         assert storage.get_content(path) == expected
 
     def test_resumed_writer_after_close_without_commit(self, storage: CheckedDriver, prefix: str) -> None:
-        """Bytes written without a commit may or may not survive ``close``; the next writer's size
-        says which, and continuing from that size gives consistent content."""
+        """Bytes an appending writer wrote survive its ``close`` without a commit: the next appending
+        writer starts after them (an upload's chunks are never committed one by one)."""
         path = f"{prefix}/upload"
-        committed, uncommitted, rest = b"committed|", b"maybe|", b"rest"
+        committed, uncommitted, rest = b"committed|", b"kept|", b"rest"
         _write(storage, path, [committed])
         _write(storage, path, [uncommitted], append=True, commit=False)
         writer = storage.writer(path, append=True)
-        kept = writer.size
-        assert kept in (len(committed), len(committed) + len(uncommitted))
+        assert writer.size == len(committed) + len(uncommitted)
         writer.write(rest)
         writer.commit()
         writer.close()
-        assert storage.get_content(path) == (committed + uncommitted)[:kept] + rest
+        assert storage.get_content(path) == committed + uncommitted + rest
+
+    def test_upload_in_chunks_committed_once(self, storage: CheckedDriver, prefix: str) -> None:
+        """What the registry does with every chunked upload: an empty file, one appending writer per
+        chunk closed without commit (chunks of several sizes, some over an object store's minimum
+        part), one commit, one move into place."""
+        path, dest = f"{prefix}/_uploads/u/data", f"{prefix}/blobs/b/data"
+        storage.put_content(path, b"")
+        chunks = [os.urandom(n) for n in (1, 5 * MiB + 3, 64 * KiB, 0, 6 * MiB, 7)]
+        expected = b""
+        for chunk in chunks:
+            writer = storage.writer(path, append=True)
+            assert writer.size == len(expected)
+            writer.write(chunk)
+            writer.close()
+            expected += chunk
+        writer = storage.writer(path, append=True)
+        assert writer.size == len(expected)
+        writer.commit()
+        writer.close()
+        assert storage.stat(path).size == len(expected)
+        storage.move(path, dest)
+        assert _absent(storage, path)
+        assert hashlib.sha256(_read_all(storage.reader(dest))).digest() == hashlib.sha256(expected).digest()
+        with pytest.raises(PathNotFoundError):
+            storage.writer(path, append=True)
+
+    def test_closed_appends_are_visible_as_declared(self, storage: CheckedDriver, prefix: str) -> None:
+        """With READ_UNCOMMITTED, readers see a closed writer's appends; without it, at least the
+        committed content (the registry then asks a writer for an upload's size)."""
+        path = f"{prefix}/upload"
+        storage.put_content(path, b"base|")
+        _write(storage, path, [b"appended"], append=True, commit=False)
+        size = storage.stat(path).size
+        if Capability.READ_UNCOMMITTED in storage.capabilities:
+            assert size == len(b"base|appended")
+            assert storage.get_content(path) == b"base|appended"
+        else:
+            assert size in (len(b"base|"), len(b"base|appended"))
+
+    def test_capabilities_are_declared(self, storage: CheckedDriver, prefix: str) -> None:
+        assert isinstance(storage.capabilities, Capability)
+        if Capability.RENAME in storage.capabilities:
+            assert Capability.SERVER_COPY not in storage.capabilities, "a rename copies nothing"
 
     def test_appending_writer_cancel_deletes_file(self, storage: CheckedDriver, prefix: str) -> None:
         path = f"{prefix}/upload"
@@ -726,8 +770,10 @@ class DriverSuite:
         assert len(storage.list(f"{prefix}/shared/deep/dir")) == THREADS
 
     def test_appending_writers_take_turns(self, storage: CheckedDriver, prefix: str) -> None:
-        """A second appending writer on a path waits until the first is closed (uploads rely on it:
-        the offset and the hash state of a chunk must cover exactly the bytes before it)."""
+        """With EXCLUSIVE_APPEND, a second appending writer on a path waits until the first is closed
+        (the registry then trusts the hash state of an offset: it must cover exactly the bytes
+        before it)."""
+        _require(storage, Capability.EXCLUSIVE_APPEND)
         path = f"{prefix}/upload"
         storage.put_content(path, b"0123")
         first = storage.writer(path, append=True)
@@ -744,8 +790,9 @@ class DriverSuite:
         assert storage.get_content(path) == b"0123AB"
 
     def test_move_waits_for_an_appending_writer(self, storage: CheckedDriver, prefix: str) -> None:
-        """A move of a file being appended to waits for the writer: bytes written after a move must
-        never land in the moved file (an upload's data moved into place as a blob)."""
+        """With EXCLUSIVE_APPEND, a move of a file being appended to waits for the writer: bytes
+        written after a move must never land in the moved file (an upload's data moved into place)."""
+        _require(storage, Capability.EXCLUSIVE_APPEND)
         path, dest = f"{prefix}/upload", f"{prefix}/blob"
         storage.put_content(path, b"data")
         writer = storage.writer(path, append=True)
@@ -778,21 +825,41 @@ class DriverSuite:
         with pytest.raises(PathNotFoundError):
             storage.move_scratch(f"{prefix}/u/data", f"{prefix}/u/other")
 
-    def test_commit_scratch_is_a_commit(self, storage: CheckedDriver, prefix: str) -> None:
-        """An upload's chunks: visible to the next appending writer and to readers, the writer spent;
-        the move into place afterwards carries the content."""
-        path = f"{prefix}/u/data"
+    def test_concurrent_appending_writers_never_mix(self, storage: CheckedDriver, prefix: str) -> None:
+        """Two appending writers of one path open at once (only a driver without EXCLUSIVE_APPEND
+        lets that happen): each either keeps all of its bytes after the other's, or fails with
+        :class:`ConflictError` and keeps none; never a mix."""
+        if Capability.EXCLUSIVE_APPEND in storage.capabilities:
+            pytest.skip("appending writers take turns: two are never open at once")
+        path = f"{prefix}/upload"
         storage.put_content(path, b"")
-        for piece in (b"one|", b"two|"):
-            writer = storage.writer(path, append=True)
-            writer.write(piece)
-            writer.commit_scratch()
-            with pytest.raises(StorageError):
-                writer.write(b"late")
-            writer.close()
-        assert storage.get_content(path) == b"one|two|"
-        storage.move(path, f"{prefix}/blob")
-        assert storage.get_content(f"{prefix}/blob") == b"one|two|"
+        _write(storage, path, [b"base|"], append=True, commit=False)
+        first = storage.writer(path, append=True)
+        opened: list[FileWriter] = []
+        opener = threading.Thread(target=lambda: opened.append(storage.writer(path, append=True)), daemon=True)
+        opener.start()
+        opener.join(10)
+        if not opened:
+            first.close()
+            opener.join(10)
+            for writer in opened:
+                writer.close()
+            pytest.fail("a second appending writer waits for the first: declare Capability.EXCLUSIVE_APPEND")
+        second = opened[0]
+        kept = []
+        for writer, data in ((first, b"A" * (6 * MiB)), (second, b"B" * 1000)):
+            writer.write(data)
+        for writer, data in ((first, b"A" * (6 * MiB)), (second, b"B" * 1000)):
+            try:
+                writer.close()
+            except ConflictError:
+                continue
+            kept.append(data)
+        final = storage.writer(path, append=True)
+        final.commit()
+        final.close()
+        content = storage.get_content(path)
+        assert content in {b"base|" + b"".join(order) for order in (kept, kept[::-1])} | {b"base|" + d for d in kept}
 
     def test_adopt_takes_a_spooled_file_or_leaves_everything_as_it_was(
         self, storage: CheckedDriver, prefix: str
@@ -848,11 +915,43 @@ class DriverSuite:
                 writer.close()
         assert storage.get_content(path) == b"xy"
 
+    @pytest.mark.parametrize("ending", ["commit", "cancel"])
+    def test_fresh_writer_adopts_or_writes(self, storage: CheckedDriver, prefix: str, ending: str) -> None:
+        """A whole blob in one request goes through a fresh writer at its blob path: adopted or
+        written, it appears only at commit; cancelled, nothing is left."""
+        from registry.spool import open_spool
+
+        directory = storage.spool_directory()
+        if not directory:
+            pytest.skip("the driver names no spool directory")
+        path, body = f"{prefix}/blob", os.urandom(2 * KiB + 1)
+        with open_spool(directory) as spool:
+            spool.write(body)
+            spool.flush()
+            spool.seek(0)
+            writer = storage.writer(path)
+            try:
+                if writer.adopt(spool):
+                    assert writer.size == len(body)
+                    with pytest.raises(StorageError):
+                        writer.write(b"more")
+                else:
+                    writer.write(body)
+                assert _absent(storage, path)
+                getattr(writer, ending)()
+            finally:
+                writer.close()
+        if ending == "commit":
+            assert storage.get_content(path) == body
+        else:
+            assert _absent(storage, path)
+
     def test_appending_writer_waiting_on_an_adopted_path_continues_the_new_file(
         self, storage: CheckedDriver, prefix: str
     ) -> None:
         from registry.spool import open_spool
 
+        _require(storage, Capability.EXCLUSIVE_APPEND)
         directory = storage.spool_directory()
         if not directory:
             pytest.skip("the driver names no spool directory")
@@ -934,6 +1033,11 @@ class DriverSuite:
 
 
 __all__ = ["DriverSuite"]
+
+
+def _require(storage: StorageDriver, capability: Capability) -> None:
+    if capability not in storage.capabilities:
+        pytest.skip(f"the driver does not declare {capability.name}")
 
 
 def _append_and_report(storage: CheckedDriver, path: str, data: bytes, sizes: list[int]) -> None:

@@ -36,6 +36,7 @@ except ImportError:  # not on Windows: appending writers are then not serialized
 from typing import Any, BinaryIO
 
 from registry.storage.driver import (
+    Capability,
     FileInfo,
     FileWriter,
     InvalidOffsetError,
@@ -93,6 +94,9 @@ class FilesystemDriver(StorageDriver):
     """
 
     name = "filesystem"
+    #: Appending in place under ``flock`` (across processes), renames that copy nothing, and readers
+    #: that see an upload's data as it grows.
+    capabilities = Capability.EXCLUSIVE_APPEND | Capability.RENAME | Capability.READ_UNCOMMITTED
 
     def __init__(self, rootdirectory: str = DEFAULT_ROOT, maxthreads: int | str | None = None) -> None:
         self.rootdirectory = os.path.abspath(rootdirectory)
@@ -326,6 +330,7 @@ class _Writer(FileWriter):
     _file: Any
     _size: int
     _ended: str  # why no more writes are allowed: "committed", "cancelled" or "closed"
+    _adopted = False  # the content is an adopted file: no more writes
 
     def _check_open(self) -> None:
         if self._ended:
@@ -333,6 +338,8 @@ class _Writer(FileWriter):
 
     def write(self, data: bytes) -> int:
         self._check_open()
+        if self._adopted:
+            raise StorageError("writer adopted a file: no more writes", path=self._path)
         n = self._file.write(data)
         self._size += n
         return n
@@ -355,6 +362,22 @@ class _FreshWriter(_Writer):
         self._file = open(fd, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed by commit/cancel/close
         self._size = 0
         self._ended = ""
+
+    def adopt(self, file: BinaryIO) -> bool:
+        """Name the spooled ``file`` as this writer's temporary file (a link, no copy); :meth:`commit`
+        then renames it into place as it would have the written one."""
+        if self._ended or self._adopted or self._size or self._file.tell() or not _LINKABLE:
+            return False
+        tmp = _adopt_into(self._driver, file, self._file.fileno(), self._path)
+        if tmp is None:
+            return False
+        old, self._tmp = self._tmp, tmp
+        self._file.close()
+        _unlink_quietly(old)
+        self._file = open(tmp, "ab", buffering=0)  # noqa: SIM115 - for the fsync of commit; closed there
+        self._size = os.fstat(self._file.fileno()).st_size
+        self._adopted = True
+        return True
 
     def commit(self) -> None:
         self._check_open()
@@ -422,52 +445,36 @@ class _AppendWriter(_Writer):
 
     def adopt(self, file: BinaryIO) -> bool:
         """Link the spooled ``file`` over the (empty) path, keeping this writer's lock on the old file
-        until the new one is in place; waiting writers then find the new file (:meth:`_open_locked`).
-        Committed as by :meth:`commit_scratch`."""
-        if self._ended or self._size or self._file.tell() or not _LINKABLE:
+        until the new one is in place and locked by this writer; waiting writers then find the new
+        file (:meth:`_open_locked`) once this one is closed."""
+        if self._ended or self._adopted or self._size or self._file.tell() or not _LINKABLE:
+            return False
+        tmp = _adopt_into(self._driver, file, self._file.fileno(), self._path)
+        if tmp is None:
             return False
         try:
-            fd = file.fileno()
-            if os.fstat(fd).st_dev != os.fstat(self._file.fileno()).st_dev:
-                return False
-            file.flush()
-            tmp = f"{self._driver._tmpdir}/{uuid.uuid4().hex}"
-            _link_unnamed(fd, tmp)
-        except (OSError, ValueError, AttributeError) as exc:
-            log.debug("cannot adopt %r for %s: %s", file, self._path, exc)
-            return False
-        self._ended = "closed"
-        try:
-            # As commit_scratch(): neither the file nor the rename synced; the durable move of the
-            # finished upload is.
-            os.replace(tmp, self._full)
-            _start_writeback(fd)
+            new = os.open(tmp, _APPEND)
+            try:
+                _lock(new)
+                # As a close: neither the file nor the rename synced; the commit at the end is.
+                os.replace(tmp, self._full)
+            except BaseException:
+                os.close(new)
+                raise
         except BaseException:
             _unlink_quietly(tmp)
-            self._file.close()
             raise
-        self._size = os.fstat(fd).st_size
-        self._file.close()
-        self._ended = "committed"
+        old, self._file = self._file, open(new, "ab", buffering=0)  # noqa: SIM115 - closed by the writer
+        old.close()
+        self._size = os.fstat(new).st_size
+        self._adopted = True
         return True
 
     def commit(self) -> None:
-        self._commit(durable=True)
-
-    def commit_scratch(self) -> None:
-        """Flush without ``fsync``, and have the kernel start writing the file back meanwhile: the
-        ``fsync`` of the durable move at the end of the upload then finds most of it on disk."""
-        self._commit(durable=False)
-
-    def _commit(self, durable: bool) -> None:
         self._check_open()
         self._ended = "closed"
         try:
-            if durable:
-                self._flush_to_disk()
-            else:
-                self._file.flush()
-                _start_writeback(self._file.fileno())
+            self._flush_to_disk()
         finally:
             self._file.close()
         self._ended = "committed"
@@ -483,10 +490,16 @@ class _AppendWriter(_Writer):
             _unlink_quietly(self._full)
 
     def close(self) -> None:
-        """Flush and close; what was written stays (a later appending writer's size shows it)."""
+        """Flush and close; what was written stays (a later appending writer's size shows it). The
+        kernel is asked to start writing the file back meanwhile, without waiting: the ``fsync`` of
+        the commit or move at the end of the upload then finds most of it on disk."""
         if not self._ended:
             self._ended = "closed"
-            self._file.close()
+            try:
+                self._file.flush()
+                _start_writeback(self._file.fileno())
+            finally:
+                self._file.close()
 
 
 def _sync_file_range() -> Any:
@@ -514,6 +527,23 @@ def _start_writeback(fd: int) -> None:
     upload finds most of the file already there. The pages stay cached for a pull that follows."""
     if _SYNC_FILE_RANGE is not None:
         _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # errors are harmless: it is only a hint
+
+
+def _adopt_into(driver: FilesystemDriver, file: BinaryIO, own_fd: int, path: str) -> str | None:
+    """Give the spooled ``file`` a name in the driver's temporary directory; ``None`` when it is
+    on another file system or cannot be linked (the caller then copies)."""
+    try:
+        fd = file.fileno()
+        if os.fstat(fd).st_dev != os.fstat(own_fd).st_dev:
+            return None
+        file.flush()
+        tmp = f"{driver._tmpdir}/{uuid.uuid4().hex}"
+        _link_unnamed(fd, tmp)
+    except (OSError, ValueError, AttributeError) as exc:
+        log.debug("cannot adopt %r for %s: %s", file, path, exc)
+        return None
+    _start_writeback(fd)
+    return tmp
 
 
 def _link_unnamed(fd: int, dest: str) -> None:
