@@ -145,10 +145,7 @@ def compose_schema(schema: dict[str, Any], pm: pluggy.PluginManager) -> None:
             "disabled": {"type": "boolean", "description": "listed, but not applied"},
             "options": {"type": ["object", "null"]},
         },
-        "allOf": [
-            {"if": {"properties": {"name": {"const": name}}}, "then": {"properties": {"options": options_schema(d)}}}
-            for name, d in sorted(found.items())
-        ],
+        "allOf": [_when_named(name, options_schema(d)) for name, d in sorted(found.items())],
     }
     middleware = schema.setdefault("properties", {}).setdefault("middleware", {"type": "object"})
     middleware.setdefault("properties", {})["storage"] = {
@@ -156,6 +153,16 @@ def compose_schema(schema: dict[str, Any], pm: pluggy.PluginManager) -> None:
         "type": ["array", "null"],
         "items": entry,
     }
+
+
+def _when_named(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    import jsonschema
+
+    then: dict[str, Any] = {"properties": {"options": options}}
+    # The factory gets {} for absent options: when {} does not fit, the options must be written out.
+    if not jsonschema.Draft202012Validator(options).is_valid({}):
+        then["required"] = ["options"]
+    return {"if": {"properties": {"name": {"const": name}}}, "then": then}
 
 
 def wrap(driver: StorageDriver, entries: Sequence[Mapping[str, Any]] | None, pm: pluggy.PluginManager) -> StorageDriver:
