@@ -155,6 +155,17 @@ def test_storage_middleware_forwards_the_whole_contract() -> None:
     assert forwarding.name == "spy"  # a pass-through goes by the name of what it wraps
 
 
+def test_what_the_contract_does_not_name_reaches_the_inner_driver_too() -> None:
+    """A driver's own extras (an attribute set in ``__init__``, a method of its own) are not hidden by a
+    wrapper: the contract may gain such a member, as an instance attribute, before the wrapper knows."""
+    inner = InMemoryDriver()
+    inner.capabilities_of_tomorrow = frozenset({"append"})  # type: ignore[attr-defined]
+    wrapped = Tagging(StorageMiddleware(inner), "!")
+    assert wrapped.capabilities_of_tomorrow == frozenset({"append"})
+    with pytest.raises(AttributeError):
+        wrapped.no_such_member  # noqa: B018 - the lookup is the test
+
+
 class TestStorageMiddlewareConforms(DriverSuite):
     """A pass-through middleware is invisible: the exported driver suite passes through it."""
 

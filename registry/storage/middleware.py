@@ -66,6 +66,14 @@ class StorageMiddleware(StorageDriver):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
 
+    def __getattr__(self, attr: str) -> Any:
+        # Only for what neither this class nor the contract has (a driver's own extras, an attribute a
+        # driver sets in __init__): those reach the wrapped driver too, so wrapping hides nothing.
+        inner = self.__dict__.get("inner")
+        if inner is None or attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(inner, attr)
+
 
 def contract_members(cls: type) -> dict[str, bool]:
     """The public members of a contract class (``StorageDriver``, ``FileWriter``): name -> whether it is
