@@ -172,3 +172,14 @@ class TestStorageMiddlewareConforms(DriverSuite):
     @pytest.fixture
     def driver(self) -> StorageDriver:
         return StorageMiddleware(InMemoryDriver())
+
+
+def test_composition_loads_neither_the_web_framework_nor_the_config_machinery() -> None:
+    """Storage uses nothing above it: composing middleware needs only the plugin manager in hand."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import registry.storage.middleware; "
+            "print(sorted({'falcon', 'registry.config', 'registry.plugins', 'registry.errors'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
