@@ -25,7 +25,6 @@ from registry.errors import (
     MethodNotAllowed,
     NotFound,
     RegistryError,
-    Unavailable,
     Unsupported,
     error_body,
 )
@@ -33,6 +32,7 @@ from registry.handlers.base import API_VERSION_HEADER, Context
 from registry.handlers.blobs import BlobResource
 from registry.handlers.listing import CatalogResource, ReferrersResource, TagsResource
 from registry.handlers.manifests import ManifestResource
+from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
 from registry.plugins import call_each
 from registry.routing import ROUTES, RegexRouter
@@ -187,9 +187,11 @@ def create_app(
         _send_error(resp, err)
 
     def storage_error(req: falcon.Request, resp: falcon.Response, ex: StorageError, params: dict) -> None:
-        log.error("storage error on %s %s: %s", req.method, req.path, ex)
-        call_each(pm, "registry_report_exception", exc=ex, request=req)
-        _send_error(resp, Unavailable(f"storage error ({type(ex).__name__})"))
+        err, report = registry_error_for(ex)
+        log.error("storage error on %s %s: %s: %s", req.method, req.path, type(ex).__name__, ex)
+        if report:
+            call_each(pm, "registry_report_exception", exc=ex, request=req)
+        _send_error(resp, err)
 
     def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
         log.exception("unhandled error on %s %s", req.method, req.path)

@@ -278,6 +278,9 @@ def config_schema(pm: pluggy.PluginManager | None = None) -> dict[str, Any]:
             if name in reserved:
                 raise ConfigError([f"{section}: a plugin declares {name!r}, which is a reserved key there"])
             props[section]["properties"][name] = _fragment(descriptor.schema, f"{section}.{name}")
+    from registry.storage.middleware import compose_schema
+
+    compose_schema(schema, pm)
     for result in pm.hook.registry_config_schemas():
         for dotted, fragment in (result or {}).items():
             _graft(schema, dotted, _fragment(fragment, dotted))
@@ -861,7 +864,9 @@ def build_storage(
         raise
     except Exception as exc:  # a missing SDK, unreachable endpoint...: refuse to start, saying why
         raise ConfigError([f"storage.{name}: the driver failed to start: {exc}"]) from exc
-    return checked(driver)
+    from registry.storage.middleware import wrap
+
+    return checked(wrap(driver, options_of(config, "middleware").get("storage"), pm))
 
 
 def build_access_controller(config: Mapping[str, Any], pm: pluggy.PluginManager) -> AccessController | None:

@@ -22,6 +22,7 @@ from registry import PROJECT
 if TYPE_CHECKING:
     from registry.auth import Access, AuthDescriptor
     from registry.storage.descriptor import DriverDescriptor
+    from registry.storage.middleware import MiddlewareDescriptor
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 
@@ -68,6 +69,22 @@ def registry_storage_drivers() -> Sequence[DriverDescriptor] | None:
         ``storage:`` in the config; two plugins declaring one name is a start-up error.
 
     All results are used. Called in the main thread.
+    """
+
+
+@hookspec
+def registry_storage_middleware() -> Sequence[MiddlewareDescriptor] | None:
+    """Declare storage middleware: wrappers that config composes around the driver.
+
+    :return: a list of :class:`registry.storage.middleware.MiddlewareDescriptor` (name,
+        ``factory(inner_driver, options) -> driver``, schema of ``options``, description), or
+        ``None``. Each entry of ``middleware.storage`` in the config names one; the first entry wraps
+        the driver, the next wraps that, and so on. A name no plugin declares, or declared twice, is
+        a start-up error. Subclass :class:`registry.storage.middleware.StorageMiddleware` to forward
+        every operation you do not change.
+
+    All results are used. Called in the main thread, when the config schema is composed and when
+    the storage is built.
     """
 
 

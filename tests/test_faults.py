@@ -1,11 +1,12 @@
 """Storage faults at every step of a push, a pull and a delete: the client gets an error body and storage
 stays consistent.
 
-The storage calls a clean run makes are recorded once (at collection) through the `faulty` driver; each
+The storage calls a clean run makes are recorded once (at collection) through the `faulty` middleware
+(tests/faulty.py, a fake: no real backend fails a chosen call on demand); each
 test then replays the run with exactly one of those calls failing (before it takes effect, after it took
 effect as a lost reply, or as "not found"), over the inmemory and the filesystem driver. Whatever the
-step, the client sees 503 UNAVAILABLE with the OCI error body (or, for "not found", another OCI error), never a
-500; storage holds no link without its blob, no tag without its manifest and no wrong byte
+step, the client sees 503 UNAVAILABLE with the OCI error body and Retry-After (or, for "not found", another
+OCI error), never a 500; storage holds no link without its blob, no tag without its manifest and no wrong byte
 (tests/integrity.py); an interrupted upload either resumes or is cleanly BLOB_UPLOAD_UNKNOWN; and the
 same push, retried once the fault has cleared, succeeds and pulls back byte-identical.
 """
@@ -16,23 +17,25 @@ import contextlib
 import dataclasses
 import json
 import re
-import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import falcon.testing
 import pytest
 import requests
 
+from registry import hookimpl
 from registry.app import create_app
 from registry.plugins import by_name, create_plugin_manager
 from registry.storage import paths
 from registry.storage.driver import StorageDriver
 from registry.storage.inmemory import InMemoryDriver
 from registry.testing.conformance import DriverSuite
-from registry.testing.faulty import Fault, FaultyDriver, create_driver
+from tests import faulty as faulty_plugin
 from tests.conftest import sha256
+from tests.faulty import Fault, FaultyDriver
 from tests.integrity import check_storage
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -66,7 +69,7 @@ _PM = create_plugin_manager()
 
 
 def make_client(driver) -> falcon.testing.TestClient:
-    config = {"version": 0.1, "storage": {"faulty": {"driver": "inmemory"}, "delete": {"enabled": True}}}
+    config = {"version": 0.1, "storage": {"inmemory": {}, "delete": {"enabled": True}}}
     return falcon.testing.TestClient(create_app(config, _PM, driver=driver))
 
 
@@ -234,7 +237,7 @@ def trace(scenario: Callable[[Session], None], setup: Callable[[Session], None] 
 
 PUSH_SITES = trace(push)
 READ_SITES = trace(read_and_delete, setup=push)
-MODES = [("before", "storage"), ("after", "storage"), ("before", "notfound")]
+MODES = [("before", "unavailable"), ("after", "unavailable"), ("before", "notfound")]
 
 
 def assert_clean_failure(failed: Failed, site: Site, error: str) -> None:
@@ -242,9 +245,10 @@ def assert_clean_failure(failed: Failed, site: Site, error: str) -> None:
     assert r.status_code != 500, r.text
     assert r.headers.get("content-type", "").startswith("application/json"), r.headers
     head = failed.step.startswith("HEAD")  # no body, but the same status and headers
-    if error == "storage":
+    if error == "unavailable":
         assert failed.step == site.step, f"the fault fired in {site.step!r} but {failed.step!r} failed"
         assert r.status_code == 503 and (head or codes(r) == ["UNAVAILABLE"]), r.text
+        assert r.headers.get("retry-after") == "1", r.headers
     else:
         assert r.status_code >= 400 and (head or codes(r)), r.text
 
@@ -287,9 +291,9 @@ def cases(sites: list[Site]) -> list:
     for site in sites:
         modes = [("inmemory", when, error) for when, error in MODES]
         if site.op in MUTATING and _installed("filesystem"):
-            modes.append(("filesystem", "after", "storage"))
+            modes.append(("filesystem", "after", "unavailable"))
             if site.op in ("write", "commit"):
-                modes.append(("filesystem", "before", "storage"))
+                modes.append(("filesystem", "before", "unavailable"))
         params += [pytest.param(name, site, when, error, id=f"{name}-{error}-{when}-{site.label}")
                    for name, when, error in modes]
     return params
@@ -384,7 +388,9 @@ def test_sites_cover_every_step() -> None:
     assert {"layer POST", "layer PATCH0", "layer PATCH2", "layer PUT", "layer2 PUT", "config POST?digest",
             "manifest:v1", "referrer"} <= push_steps
     ops = {(s.step, s.op) for s in PUSH_SITES}
-    assert {("layer PATCH0", "write"), ("layer PATCH0", "commit"), ("layer PUT", "move"),
+    # A chunk is written and its writer closed, never committed; a whole blob in one request is
+    # committed at its blob path.
+    assert {("layer PATCH0", "write"), ("config POST?digest", "commit"), ("layer PUT", "move"),
             ("layer PUT", "put_content"), ("manifest:v1", "put_content")} <= ops
     writes = [s.label.split("|")[2] for s in PUSH_SITES if s.step == "manifest:v1" and s.op == "put_content"]
     # The manifest's blob, its revision link, the tag's index entry, the tag's current link: in that order.
@@ -450,13 +456,65 @@ def test_fault_rules_are_checked() -> None:
     assert Fault(op="move", latency_ms=5).error == "none"
 
 
-def test_factory_builds_the_inner_driver_by_name(tmp_path: Path) -> None:
-    driver = create_driver({"driver": "inmemory", "faults": [{"op": "list", "times": 1}]})
-    assert isinstance(driver.inner, InMemoryDriver) and driver.rules[0].op == "list"
-    pytest.importorskip("registry_filesystem")
-    fs = create_driver({"driver": "filesystem", "options": {"rootdirectory": str(tmp_path)}})
-    fs.put_content("/x", b"1")
-    assert (tmp_path / "x").read_bytes() == b"1"
+def test_fault_errors_are_the_storage_errors_a_backend_raises() -> None:
+    from registry.storage.driver import PathNotFoundError, StorageError, StorageThrottledError, StorageUnavailableError
+
+    faulty = FaultyDriver(InMemoryDriver())
+    expected = {"storage": StorageError, "unavailable": StorageUnavailableError, "throttled": StorageThrottledError,
+                "notfound": PathNotFoundError, "bug": faulty_plugin.DriverBug}
+    for error, cls in expected.items():
+        faulty.clear()
+        faulty.add(op="stat", error=error, times=1)
+        with pytest.raises(cls) as info:
+            faulty.stat("/x")
+        assert type(info.value) is cls, error
+    assert not issubclass(faulty_plugin.DriverBug, StorageError)  # what the checked wrapper must classify
+
+
+def test_operations_follow_the_contract() -> None:
+    """Every method of the driver and writer contract can be faulted, by name, without this module naming it."""
+    from registry.storage.driver import FileWriter
+
+    contract = {a for cls in (StorageDriver, FileWriter) for a, v in vars(cls).items()
+                if callable(v) and not a.startswith("_")}
+    assert set(faulty_plugin.OPS) == {faulty_plugin.ALIASES.get(a, a) for a in contract} - faulty_plugin.UNFAULTED
+    faulty = FaultyDriver(InMemoryDriver(), [{"op": "redirect_url", "error": "throttled", "times": 1}])
+    with pytest.raises(Exception, match="injected"):
+        faulty.redirect_url("GET", "/a")
+    assert faulty.redirect_url("GET", "/a") is None  # forwarded once the fault is spent
+
+
+def test_middleware_from_config_through_the_plugin_manager_in_hand(tmp_path: Path) -> None:
+    """`middleware.storage: [{name: faulty}]` wraps the configured driver, built with the plugin manager
+    the app was given (faulty is registered on it only, never installed)."""
+    from registry.config import build_storage, validate
+
+    pm = create_plugin_manager(plugins=[faulty_plugin])
+    config = {"version": 0.1, "storage": {"inmemory": {}},
+              "middleware": {"storage": [{"name": "faulty", "options": {"faults": [{"op": "list", "times": 1}]}}]}}
+    assert validate(config, pm) == []
+    storage = build_storage(config, pm)
+    assert isinstance(storage.inner, FaultyDriver) and storage.inner.rules[0].op == "list"
+    storage.put_content("/x", b"1")
+    with pytest.raises(Exception, match="injected"):
+        storage.list("/")
+    assert storage.list("/") == ["/x"]
+
+
+def test_faulty_is_not_shipped() -> None:
+    """The core's distribution neither declares nor offers it: `registry plugins` and the error for an
+    unknown driver list only what users can configure."""
+    from registry.config import ConfigError, build_storage, validate
+    from registry.plugins import describe_plugins
+
+    pm = create_plugin_manager()
+    assert all("faulty" not in (info.name, *info.drivers) for info in describe_plugins(pm))
+    config = {"version": 0.1, "storage": {"nope": {}}}
+    assert not any("faulty" in line for line in validate(config, pm)), validate(config, pm)
+    with pytest.raises(ConfigError) as info:
+        build_storage({"version": 0.1, "storage": {"inmemory": {}}, "middleware": {"storage": [{"name": "faulty"}]}},
+                      pm)
+    assert "unknown storage middleware 'faulty'" in str(info.value)
 
 
 class TestFaultyWithoutFaultsConforms(DriverSuite):
@@ -467,49 +525,47 @@ class TestFaultyWithoutFaultsConforms(DriverSuite):
         return FaultyDriver(InMemoryDriver())
 
 
-# -- selected from config.yml by a real server ----------------------------------------------------------------
+# -- over HTTP, through a real server ----------------------------------------------------------------------
 
 
-def test_faulty_selected_from_config_by_a_real_server(tmp_path: Path) -> None:
-    """`registry serve` over `storage: faulty:` wrapping filesystem: a failed move is a 503 with the
-    error body, the retry succeeds, and latency rules slow requests without failing them."""
-    pytest.importorskip("registry_filesystem")
-    from tests.clients.client_harness import free_port, server_command
+@contextlib.contextmanager
+def serving(config: dict, pm) -> Iterator[tuple[str, object]]:
+    """A real server (waitress, in this process: the faulty middleware is registered on ``pm``, not
+    installed) for ``config``; yields its URL and the app."""
+    from registry.config import validate
+    from registry.serve import Server
 
-    root = tmp_path / "root"
-    port = free_port()
-    config = tmp_path / "config.yml"
-    config.write_text(json.dumps({
-        "version": "0.1",
-        "log": {"level": "error"},
-        "storage": {
-            "faulty": {
-                "driver": "filesystem",
-                "options": {"rootdirectory": str(root)},
-                "faults": [
-                    {"op": "move", "path_contains": "/blobs/", "times": 1},
-                    {"op": "get_content", "path_contains": "/_manifests/tags/", "latency_ms": 200},
-                ],
-            },
-            "delete": {"enabled": True},
-        },
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }))
-    with open(tmp_path / "server.log", "wb") as log:
-        proc = subprocess.Popen(server_command("ours", config), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    s = requests.Session()
-    s.trust_env = False
+    config = {"version": "0.1", "log": {"level": "error"}, "http": {"addr": "127.0.0.1:0"}, **config}
+    assert validate(config, pm) == []
+    app = create_app(config, pm)
+    server = Server(app, config)
+    port = int(server.addresses[0].rsplit(":", 1)[1])
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-            with contextlib.suppress(requests.RequestException):
-                if s.get(url + "/v2/", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        data = b"a blob that fails to move once"
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.stop()
+        thread.join(10)
+
+
+def faulty_config(root: Path, faults: list[dict]) -> dict:
+    return {"storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
+            "middleware": {"storage": [{"name": "faulty", "options": {"faults": faults}}]}}
+
+
+def test_faulty_middleware_in_a_real_server(tmp_path: Path) -> None:
+    """A server over `middleware: storage: [faulty]` around filesystem: a commit that fails as a transient
+    backend failure is a 503 with the error body, the retry succeeds, and latency rules slow requests
+    without failing them."""
+    pytest.importorskip("registry_filesystem")
+    root = tmp_path / "root"
+    pm = create_plugin_manager(plugins=[faulty_plugin])
+    faults = [{"op": "commit", "path_contains": "/blobs/", "times": 1, "error": "unavailable"},
+              {"op": "get_content", "path_contains": "/_manifests/tags/", "latency_ms": 200}]
+    with serving(faulty_config(root, faults), pm) as (url, _), requests.Session() as s:
+        s.trust_env = False
+        data = b"a blob that fails to commit once"
         r = s.post(f"{url}/v2/cfg/blobs/uploads/", params={"digest": sha256(data)}, data=data, timeout=10)
         assert r.status_code == 503 and r.json()["errors"][0]["code"] == "UNAVAILABLE", r.text
         assert s.head(f"{url}/v2/cfg/blobs/{sha256(data)}", timeout=10).status_code == 404
@@ -522,13 +578,82 @@ def test_faulty_selected_from_config_by_a_real_server(tmp_path: Path) -> None:
         r = s.get(f"{url}/v2/cfg/manifests/t", headers={"Accept": OCI_MANIFEST}, timeout=10)
         assert r.status_code == 200 and r.content == manifest
         assert time.monotonic() - start >= 0.19  # the latency rule applied to the tag lookup
-        assert check_storage(create_driver({"driver": "filesystem", "options": {"rootdirectory": str(root)}}).inner
-                             ).problems == []
-    finally:
-        s.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    fs = by_name(pm, "registry_storage_drivers")["filesystem"].factory({"rootdirectory": str(root)})
+    assert check_storage(fs).problems == []
+
+
+class Reports:
+    """Records what reaches ``registry_report_exception``."""
+
+    def __init__(self) -> None:
+        self.exceptions: list[BaseException] = []
+
+    @hookimpl
+    def registry_report_exception(self, exc, request):
+        self.exceptions.append(exc)
+
+
+# (fault error, status, OCI code, Retry-After expected, reported as an exception)
+STATUSES = [
+    ("bug", 500, "UNKNOWN", False, True),
+    ("storage", 500, "UNKNOWN", False, True),
+    ("unavailable", 503, "UNAVAILABLE", True, False),
+    ("throttled", 429, "TOOMANYREQUESTS", True, False),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "code", "retry", "reported"), STATUSES, ids=[s[0] for s in STATUSES])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_storage_failures_over_http(tmp_path: Path, error: str, status: int, code: str, retry: bool,
+                                    reported: bool, method: str) -> None:
+    """A driver bug is a 500 reported to the reporting plugins (retrying cannot help); a transient
+    backend failure a 503 and throttling a 429, both with Retry-After and not reported. Faults a real
+    backend cannot produce on demand: the faulty middleware (a fake) makes the tag lookup fail once."""
+    pytest.importorskip("registry_filesystem")
+    reports = Reports()
+    pm = create_plugin_manager(plugins=[faulty_plugin, reports])
+    faults = [{"op": "get_content", "path_contains": "/_manifests/tags/t/current", "times": 1, "error": error}]
+    with serving(faulty_config(tmp_path / "root", faults), pm) as (url, app), requests.Session() as s:
+        s.trust_env = False
+        r = s.request(method, f"{url}/v2/lib/app/manifests/t", timeout=10)
+        assert r.status_code == status, r.text
+        assert r.headers["Content-Type"].startswith("application/json")
+        if method == "GET":
+            body = r.json()["errors"]
+            assert [e["code"] for e in body] == [code]
+            assert "injected" not in body[0]["message"]  # the driver's own words stay in the log
+        assert ("Retry-After" in r.headers) is retry and (not retry or int(r.headers["Retry-After"]) >= 1)
+        assert len(reports.exceptions) == (1 if reported else 0)
+        # The fault was spent: the same request now finds no such tag.
+        r = s.request(method, f"{url}/v2/lib/app/manifests/t", timeout=10)
+        assert r.status_code == 404
+
+
+def test_a_corrupt_link_is_a_500_for_the_operator_not_a_retry() -> None:
+    """Damaged storage (a tag link edited by hand: a real state, no fake needed) is a storage error the
+    handlers map to 500 UNKNOWN with a message for the operator, reported; never DIGEST_INVALID (that
+    would blame the client) nor 503 (retrying cannot repair it)."""
+    reports = Reports()
+    driver = InMemoryDriver()
+    client = falcon.testing.TestClient(create_app({"version": 0.1, "storage": {"inmemory": {}}},
+                                                  create_plugin_manager(plugins=[reports]), driver=driver))
+    driver.put_content(paths.tag_current_link("lib/app", "t"), b"sha256:not-a-digest")
+    for method in ("GET", "HEAD"):
+        r = client.simulate_request(method, "/v2/lib/app/manifests/t")
+        assert r.status_code == 500, r.text
+        if method == "GET":
+            assert codes(r) == ["UNKNOWN"] and "damaged link" in r.json["errors"][0]["message"]
+    from registry.storage.store import CorruptLinkError
+
+    assert len(reports.exceptions) == 2 and all(isinstance(e, CorruptLinkError) for e in reports.exceptions)
+
+
+def test_storage_layer_names_no_http_error() -> None:
+    """Storage raises storage errors only: the store does not even import the HTTP layer's errors."""
+    import ast
+
+    import registry.storage.store as store
+
+    tree = ast.parse(Path(store.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "registry.errors" not in imported

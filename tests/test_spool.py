@@ -26,7 +26,7 @@ from registry.storage import uploads as uploads_module
 from registry.storage.checked import checked
 from registry.storage.store import Store
 from registry.storage.uploads import DigestMismatchError, Uploads
-from registry.testing.faulty import FaultyDriver
+from tests.faulty import FaultyDriver
 
 MiB = 1 << 20
 
@@ -285,9 +285,10 @@ def test_server_adopts_layer_bodies(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_server_answers_a_failed_adoption_with_503_and_stores_nothing_wrong(tmp_path: Path, when: str) -> None:
-    """A storage fault in the adoption itself (the faulty driver: a real file system cannot fail on
+    """A storage fault in the adoption itself (the faulty middleware: a real file system cannot fail on
     demand): the client gets 503 with the error body, no blob appears, and a new push succeeds."""
-    driver = FaultyDriver(FilesystemDriver(str(tmp_path / "root")), [{"op": "adopt", "when": when, "times": 1}])
+    driver = FaultyDriver(FilesystemDriver(str(tmp_path / "root")),
+                          [{"op": "adopt", "when": when, "times": 1, "error": "unavailable"}])
     with _serving(tmp_path, driver) as conn:
 
         def call(method: str, url: str, body: bytes | None = None) -> tuple[http.client.HTTPResponse, bytes]:

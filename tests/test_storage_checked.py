@@ -22,6 +22,8 @@ from registry.storage.driver import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    StorageThrottledError,
+    StorageUnavailableError,
 )
 from registry.storage.inmemory import InMemoryDriver
 
@@ -163,6 +165,7 @@ def test_root_only_where_allowed() -> None:
 def test_unexpected_errors_become_storage_errors(
     operation: str, fault: Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A driver bug: a plain StorageError (the client gets 500, not "retry"), logged with its traceback."""
     storage = checked(FaultyDriver(fault))
     with caplog.at_level(logging.ERROR, logger="registry.storage.checked"), pytest.raises(StorageError) as info:
         OPERATIONS[operation](storage)
@@ -172,7 +175,38 @@ def test_unexpected_errors_become_storage_errors(
     assert error.__cause__ is fault
     assert type(fault).__name__ in str(error)
     assert error.path == ("/" if operation == "close" else "/a/b")
-    assert "storage driver faulty failed" in caplog.text  # a driver bug is logged with its traceback
+    assert "storage driver faulty failed" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize(
+    "fault", [ConnectionResetError("reset by peer"), ConnectionRefusedError("refused"), TimeoutError("read timed out"),
+              BrokenPipeError("broken pipe")], ids=type
+)
+def test_connection_errors_and_timeouts_become_unavailable(
+    operation: str, fault: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A connection error or timeout a driver let through is still the backend's transient failure
+    (503 and retry), logged without a traceback: it is not a bug."""
+    storage = checked(FaultyDriver(fault))
+    with caplog.at_level(logging.WARNING, logger="registry.storage.checked"), \
+            pytest.raises(StorageUnavailableError) as info:
+        OPERATIONS[operation](storage)
+    error = info.value
+    assert type(error) is StorageUnavailableError
+    assert (error.driver, error.__cause__) == ("faulty", fault)
+    assert error.path == ("/" if operation == "close" else "/a/b")
+    assert "storage driver faulty failed" in caplog.text and "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("cls", [StorageUnavailableError, StorageThrottledError])
+def test_transient_errors_a_driver_raises_keep_their_type_and_hint(cls: type[StorageUnavailableError]) -> None:
+    storage = checked(FaultyDriver(cls("SlowDown", retry_after=7.5)))
+    with pytest.raises(cls) as info:
+        storage.put_content("/a/b", b"x")
+    assert (type(info.value), info.value.retry_after, info.value.driver) == (cls, 7.5, "faulty")
+    assert issubclass(StorageThrottledError, StorageUnavailableError)  # code that retries one retries both
 
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
@@ -209,6 +243,8 @@ def test_writer_errors_are_normalized(method: str) -> None:
 
 
 def test_walk_failing_midway_yields_what_it_had_then_a_storage_error() -> None:
+    """What the walk yielded stays yielded; then a plain StorageError (an OSError is no connection error:
+    the exception's class decides, not its text)."""
     driver = FaultyDriver()
     driver.walk_fails_after = 2
     seen = []
@@ -216,7 +252,7 @@ def test_walk_failing_midway_yields_what_it_had_then_a_storage_error() -> None:
         for item in checked(driver).walk("/dir"):
             seen.append(item.path)
     assert seen == ["/dir/0", "/dir/1"]
-    assert info.value.driver == "faulty"
+    assert info.value.driver == "faulty" and type(info.value) is StorageError
 
 
 def test_invalid_paths_and_offsets_never_reach_the_driver() -> None:

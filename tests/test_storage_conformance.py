@@ -56,19 +56,6 @@ def test_pyargs_on_filesystem(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pyargs_on_prefixed(tmp_path: Path) -> None:
-    pytest.importorskip("registry_prefixed", reason="registry-prefixed is not installed (make install)")
-    pytest.importorskip("registry_filesystem")
-    root = tmp_path / "root"
-    options = {"driver": "filesystem", "prefix": "/tenant-a", "options": {"rootdirectory": str(root)}}
-    config = write_yaml(tmp_path / "prefixed.yaml", options)
-    result = run_pyargs(tmp_path, "--registry-storage-driver=prefixed", f"--registry-storage-config={config}")
-    assert passed(result) >= 30
-    assert sorted(p.name for p in root.iterdir()) == [".tmp~", "tenant-a"]
-    assert list((root / "tenant-a").iterdir()) == []
-
-
-@pytest.mark.slow
 def test_pyargs_without_options_tests_inmemory(tmp_path: Path) -> None:
     assert passed(run_pyargs(tmp_path)) >= 30
 

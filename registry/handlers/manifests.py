@@ -29,6 +29,19 @@ def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
     raise ManifestInvalid(f"invalid tag {reference[:200]!r}", detail={"reference": reference[:200]})
 
 
+def lookup_reference(reference: str) -> tuple[str | None, Digest | None]:
+    """:func:`parse_reference` for GET and HEAD: a reference that is neither a valid tag nor a digest
+    names no manifest, so it is 404 ``MANIFEST_UNKNOWN`` (as Distribution answers, and released OCI
+    conformance suites expect), not a 400. PUT and DELETE keep parse_reference's errors: there the
+    client asks for a change it must be told is malformed."""
+    try:
+        return parse_reference(reference)
+    except (DigestInvalid, ManifestInvalid):
+        shown = reference[:200]
+        raise ManifestUnknown(f"manifest unknown: {shown!r} is neither a tag nor a digest",
+                              detail={"reference": shown}) from None
+
+
 def _read_body(req: falcon.Request, limit: int) -> bytes:
     length = req.content_length
     if length is not None and length > limit:
@@ -45,7 +58,7 @@ class ManifestResource:
 
     def _resolve(self, req: falcon.Request, name: str, reference: str) -> tuple[str | None, Digest, bytes]:
         check_name(name)
-        tag, d = parse_reference(reference)
+        tag, d = lookup_reference(reference)
         self.ctx.authorize(req, pull(name))
         store = self.ctx.store
         if tag is not None:

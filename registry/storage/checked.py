@@ -18,6 +18,7 @@ from registry.storage.driver import (
     InvalidPathError,
     StorageDriver,
     StorageError,
+    StorageUnavailableError,
 )
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,24 @@ def _normalized(name: str, call: Callable[[], T], path: str) -> T:
 
 
 def _error(name: str, path: str, exc: Exception) -> StorageError:
-    """What to raise for ``exc``, caught from driver ``name`` working on ``path``: a
-    :class:`StorageError` completed with both, anything else wrapped in one (and logged)."""
+    """What to raise for ``exc``, caught from driver ``name`` working on ``path``.
+
+    A :class:`StorageError` comes out completed with both. A connection error or a timeout that a
+    driver let through is still a backend failure that may pass: :class:`StorageUnavailableError`.
+    Anything else is a driver bug or an SDK error the driver did not classify: a plain
+    :class:`StorageError`, logged with its traceback, which clients see as a 500, not as "retry".
+    """
     if isinstance(exc, StorageError):
         exc.driver = exc.driver or name
         exc.path = exc.path or path
         return exc
-    # A driver bug or SDK error: never leak it raw to the core.
-    log.exception("storage driver %s failed on %s", name, path)
-    err = StorageError(f"{type(exc).__name__}: {exc}", path=path, driver=name)
+    err: StorageError
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        log.warning("storage driver %s failed on %s: %s: %s", name, path, type(exc).__name__, exc)
+        err = StorageUnavailableError(f"{type(exc).__name__}: {exc}", path=path, driver=name)
+    else:
+        log.exception("storage driver %s failed on %s", name, path)
+        err = StorageError(f"{type(exc).__name__}: {exc}", path=path, driver=name)
     err.__cause__ = exc
     return err
 

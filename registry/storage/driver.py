@@ -50,6 +50,23 @@ class UnsupportedMethodError(StorageError):
     """The driver does not implement this optional operation (e.g. ``redirect_url``)."""
 
 
+class StorageUnavailableError(StorageError):
+    """The backend failed in a way that may pass: a connection error, a timeout, a 5xx from the
+    service. Clients get 503 ``UNAVAILABLE`` and retry. ``retry_after`` is the backend's hint in
+    seconds, when it gave one."""
+
+    def __init__(
+        self, message: str = "", *, path: str = "", driver: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, path=path, driver=driver)
+        self.retry_after = retry_after
+
+
+class StorageThrottledError(StorageUnavailableError):
+    """The backend refuses the request rate (S3 ``SlowDown``, HTTP 429 or 503 with a throttling code).
+    Clients get 429 ``TOOMANYREQUESTS`` and slow down."""
+
+
 class ConflictError(StorageError):
     """Another writer changed the file this appending writer resumed, since it was opened.
 

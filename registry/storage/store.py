@@ -13,11 +13,15 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from registry.digests import Digest, parse_digest
-from registry.errors import DigestInvalid
 from registry.manifests import ManifestCache
 from registry.storage import paths
 from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
 from registry.storage.listcache import ListCache, contains
+
+
+class CorruptLinkError(StorageError):
+    """A link file (tag, revision, layer, referrer) holds something other than a digest: storage was
+    damaged or edited by hand. Not a driver failure, and a retry will not help."""
 
 
 class Store:
@@ -59,10 +63,10 @@ class Store:
             raw = self.driver.get_content(path)
         except PathNotFoundError:
             return None
-        try:
-            return _link_digest(raw)
-        except (UnicodeDecodeError, DigestInvalid) as exc:
-            raise StorageError(f"corrupt link file: {raw[:100]!r}", path=path) from exc
+        d = _link_digest(raw)
+        if d is None:
+            raise CorruptLinkError(f"corrupt link file: {raw[:100]!r}", path=path)
+        return d
 
     def _link(self, path: str, d: Digest) -> None:
         self.driver.put_content(path, str(d).encode())
@@ -247,9 +251,12 @@ class Store:
 
 
 @functools.lru_cache(maxsize=4096)
-def _link_digest(raw: bytes) -> Digest:
+def _link_digest(raw: bytes) -> Digest | None:
     # A tag link is read on every pull by tag and holds one of few digests: parse each once.
-    return parse_digest(raw.decode("ascii").strip())
+    try:
+        return parse_digest(raw.decode("ascii").strip())
+    except Exception:  # parse_digest's error is an HTTP-layer class, which storage must not name
+        return None
 
 
 def started_at() -> bytes:

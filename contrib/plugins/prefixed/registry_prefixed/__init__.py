@@ -1,4 +1,4 @@
-"""The ``prefixed`` storage driver: another driver's storage, seen from below a prefix."""
+"""The ``prefixed`` storage middleware: the storage below, seen from below a prefix."""
 
 from registry_prefixed.driver import PrefixedDriver
 

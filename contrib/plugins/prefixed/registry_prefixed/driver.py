@@ -1,4 +1,4 @@
-"""A storage driver that keeps everything under a prefix of another driver.
+"""A storage middleware that keeps everything under a prefix of the driver it wraps.
 
 Storage path ``/x`` is ``<prefix>/x`` in the inner driver; ``/`` is ``<prefix>`` itself. Several
 registries (tenants) can so share one bucket or directory without seeing each other's data.
@@ -7,24 +7,31 @@ registries (tenants) can so share one bucket or directory without seeing each ot
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from registry.storage.checked import checked, validate_path
-from registry.storage.driver import FileInfo, FileWriter, PathNotFoundError, StorageDriver
+from registry.storage.driver import FileInfo, PathNotFoundError, StorageDriver
+from registry.storage.middleware import StorageMiddleware, contract_members
 
 
-class PrefixedDriver(StorageDriver):
-    """Delegates every call to ``inner`` with ``prefix`` put in front of the path.
+class PrefixedDriver(StorageMiddleware):
+    """Forwards every call to ``inner`` with ``prefix`` put in front of each storage path argument.
+
+    The operations that return paths (``stat``, ``list``, ``walk``) take the prefix off again, and
+    make the root of a tenant with nothing stored yet an empty directory. Every other operation of the
+    contract is forwarded with its path arguments (the strings starting with ``/``) prefixed, made
+    from the contract itself: an operation the contract gains later is prefixed too, rather than
+    reaching the inner driver's unprefixed path.
 
     The inner driver is wrapped in :func:`registry.storage.checked.checked` like any driver the
-    registry uses, so its errors come out normalized too.
+    registry uses, so its errors come out normalized too, naming the inner path.
     """
 
     name = "prefixed"
 
     def __init__(self, inner: StorageDriver, prefix: str) -> None:
-        self.inner = checked(inner)
+        super().__init__(checked(inner))
         self.prefix = validate_path(prefix)
 
     def _inner(self, path: str) -> str:
@@ -32,18 +39,6 @@ class PrefixedDriver(StorageDriver):
 
     def _outer(self, path: str) -> str:
         return path[len(self.prefix) :] or "/"
-
-    def get_content(self, path: str) -> bytes:
-        return self.inner.get_content(self._inner(path))
-
-    def put_content(self, path: str, content: bytes) -> None:
-        self.inner.put_content(self._inner(path), content)
-
-    def reader(self, path: str, offset: int = 0) -> BinaryIO:
-        return self.inner.reader(self._inner(path), offset)
-
-    def writer(self, path: str, append: bool = False) -> FileWriter:
-        return self.inner.writer(self._inner(path), append)
 
     def stat(self, path: str) -> FileInfo:
         try:
@@ -63,15 +58,6 @@ class PrefixedDriver(StorageDriver):
             raise
         return [self._outer(child) for child in children]
 
-    def move(self, source: str, dest: str) -> None:
-        self.inner.move(self._inner(source), self._inner(dest))
-
-    def delete(self, path: str) -> None:
-        self.inner.delete(self._inner(path))
-
-    def redirect_url(self, method: str, path: str) -> str | None:
-        return self.inner.redirect_url(method, self._inner(path))
-
     def walk(self, path: str) -> Iterator[FileInfo]:
         # The inner driver's walk, not the base class's list + stat: it may have a cheaper one.
         try:
@@ -81,5 +67,16 @@ class PrefixedDriver(StorageDriver):
             if path != "/":
                 raise
 
-    def close(self) -> None:
-        self.inner.close()
+
+def _prefixing(attr: str) -> Callable[..., Any]:
+    def forward(self: PrefixedDriver, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(self._inner(a) if isinstance(a, str) and a.startswith("/") else a for a in args)
+        return getattr(self.inner, attr)(*args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = attr
+    return forward
+
+
+for _attr, _is_method in contract_members(StorageDriver).items():
+    if _is_method and _attr not in vars(PrefixedDriver):
+        setattr(PrefixedDriver, _attr, _prefixing(_attr))

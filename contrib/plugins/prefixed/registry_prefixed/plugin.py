@@ -1,4 +1,4 @@
-"""Declares the ``prefixed`` storage driver (entry point ``prefixed`` in group ``registry.plugins``)."""
+"""Declares the ``prefixed`` storage middleware (entry point ``prefixed`` in group ``registry.plugins``)."""
 
 from __future__ import annotations
 
@@ -8,39 +8,27 @@ from importlib import resources
 from typing import Any
 
 from registry import hookimpl
-from registry.storage.descriptor import DriverDescriptor
+from registry.storage.driver import StorageDriver
+from registry.storage.middleware import MiddlewareDescriptor
 from registry_prefixed.driver import PrefixedDriver
 
-#: The JSON schema of ``storage.prefixed``, shipped in the package.
+#: The JSON schema of a ``middleware.storage`` entry's ``options`` for ``prefixed``, shipped in the package.
 SCHEMA: Mapping[str, Any] = json.loads(resources.files(__package__).joinpath("schema.json").read_text("utf-8"))
 
 
-def create_driver(params: Mapping[str, Any]) -> PrefixedDriver:
-    """Build the inner driver by name, through the plugin manager, as the registry builds drivers.
-
-    The inner options are checked against the inner driver's own schema here: the registry's config
-    schema can only say they are a mapping, since which driver they belong to is itself config.
-    """
-    import jsonschema
-
-    from registry.plugins import by_name, create_plugin_manager
-
-    name, prefix, options = params["driver"], params["prefix"], dict(params.get("options") or {})
-    drivers = by_name(create_plugin_manager(), "registry_storage_drivers")
-    if name not in drivers:
-        have = ", ".join(sorted(drivers))
-        raise ValueError(f"storage.prefixed.driver: no storage driver named {name!r} (installed: {have})")
-    jsonschema.validate(options, dict(drivers[name].schema))
-    return PrefixedDriver(drivers[name].factory(options), prefix)
+def create_middleware(inner: StorageDriver, options: Mapping[str, Any]) -> PrefixedDriver:
+    """Wrap ``inner`` (the configured driver, or the middleware listed before this one); the registry
+    has checked ``options`` against :data:`SCHEMA` already."""
+    return PrefixedDriver(inner, options["prefix"])
 
 
 @hookimpl
-def registry_storage_drivers() -> list[DriverDescriptor]:
+def registry_storage_middleware() -> list[MiddlewareDescriptor]:
     return [
-        DriverDescriptor(
+        MiddlewareDescriptor(
             name="prefixed",
-            factory=create_driver,
+            factory=create_middleware,
             schema=SCHEMA,
-            description="Everything under a prefix inside another storage driver (an example plugin).",
+            description="Everything under a prefix of the storage below (an example plugin).",
         )
     ]
