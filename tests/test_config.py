@@ -486,6 +486,41 @@ def test_plugin_sections_are_composed(tmp_path, env, pm):
     assert config["example"] == {"max_items": 7}
 
 
+class RefPlugin:
+    """Declares a section whose keys are typed only through ``$ref``: into its own ``$defs`` and, from
+    a fragment with its own ``$id``, into another ``$defs`` of that fragment."""
+
+    @hookimpl
+    def registry_config_schemas(self):
+        return {
+            "reporting.refs": {
+                "type": "object",
+                "properties": {"label": {"$ref": "#/$defs/label"}, "nested": {"$ref": "#/$defs/nested"}},
+                "$defs": {
+                    "label": {"type": "string"},
+                    "nested": {"type": "object", "properties": {"count": {"$ref": "#/$defs/count"}}},
+                    "count": {"type": "integer"},
+                },
+            },
+            "example": {
+                "$id": "https://plugin.invalid/example.json",
+                "type": "object",
+                "properties": {"code": {"$ref": "#/$defs/code"}},
+                "$defs": {"code": {"type": "string"}},
+            },
+        }
+
+
+def test_env_overrides_follow_refs_to_the_key_type(tmp_path, env, pm):
+    pm.register(RefPlugin())
+    # A string key keeps "123" as written; that needs the key's type, which only the $ref target has.
+    env.update(REGISTRY_REPORTING_REFS_LABEL="123", REGISTRY_REPORTING_REFS_NESTED_COUNT="7",
+               REGISTRY_EXAMPLE_CODE="007")
+    config = load_config(write(tmp_path, MINIMAL), env, pm)
+    assert config["reporting"]["refs"] == {"label": "123", "nested": {"count": 7}}
+    assert config["example"] == {"code": "007"}
+
+
 def test_undeclared_top_level_section_is_unknown(tmp_path, env, pm):
     assert errors_of(write(tmp_path, MINIMAL + "example:\n  max_items: 3\n"), env, pm) == ["example: unknown key"]
 
