@@ -57,6 +57,7 @@ def load_config(
     errors = validate(config, schema=schema, env_overrides=overrides)
     if errors:
         raise ConfigError(errors)
+    config.settings  # noqa: B018 - built once, now, from the validated mapping
     config.not_acted_on = not_acted_on(config, pm)
     if config.not_acted_on:
         log.warning("accepted, not acted on: %s", ", ".join(config.not_acted_on))
