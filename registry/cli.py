@@ -22,11 +22,9 @@ from registry.config import (
     Config,
     ConfigError,
     config_schema,
-    default_data_dir,
+    describe_storage,
     load_config,
     log_level,
-    storage_driver_name,
-    storage_params,
 )
 from registry.plugins import create_plugin_manager, describe_plugins, options_of
 
@@ -133,17 +131,8 @@ def _serve(args: argparse.Namespace) -> int:
     from registry.storage.purge import start_purger
 
     start_purger(app.registry_context.store.driver, config)  # type: ignore[attr-defined]
-    run_until_signalled(server, describe=_describe_storage(config))
+    run_until_signalled(server, describe=describe_storage(config, pm))
     return 0
-
-
-def _describe_storage(config: Config) -> str:
-    name = storage_driver_name(config)
-    if name != "filesystem":
-        return f"storage: {name}"
-    # Say where the data goes: with the built-in defaults the user did not choose it.
-    root = storage_params(config).get("rootdirectory") or default_data_dir(os.environ)
-    return f"storage: filesystem in {root}"
 
 
 def _plugins(args: argparse.Namespace) -> int:

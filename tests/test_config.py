@@ -19,6 +19,7 @@ from registry.config import (
     config_schema,
     default_data_dir,
     delete_enabled,
+    describe_storage,
     drain_timeout,
     http_addr,
     http_headers,
@@ -31,6 +32,7 @@ from registry.config import (
     storage_params,
 )
 from registry.plugins import by_name, create_plugin_manager
+from registry.storage import inmemory as inmemory_plugin
 from registry.storage.checked import CheckedDriver
 from registry.storage.descriptor import DriverDescriptor
 from registry.storage.inmemory import InMemoryDriver
@@ -429,9 +431,11 @@ def test_no_file_means_the_embedded_default(tmp_path, pm):
     config = load_config(None, env, pm)
     assert config.source is None
     assert storage_driver_name(config) == "filesystem"
-    assert storage_params(config) == {"rootdirectory": str(tmp_path / "home/.local/share/registry")}
+    # The core names the default driver only; the driver fills in its own defaults.
+    assert storage_params(config) == {}
     assert http_addr(config) == ("127.0.0.1", 5000)
     assert delete_enabled(config) is False
+    assert config.not_acted_on == []
 
 
 def test_data_dir_precedence(tmp_path):
@@ -480,6 +484,41 @@ def test_plugin_sections_are_composed(tmp_path, env, pm):
     config = load_config(write(tmp_path, MINIMAL), env, pm)
     assert config["reporting"]["example"] == {"apikey": "k"}
     assert config["example"] == {"max_items": 7}
+
+
+class RefPlugin:
+    """Declares a section whose keys are typed only through ``$ref``: into its own ``$defs`` and, from
+    a fragment with its own ``$id``, into another ``$defs`` of that fragment."""
+
+    @hookimpl
+    def registry_config_schemas(self):
+        return {
+            "reporting.refs": {
+                "type": "object",
+                "properties": {"label": {"$ref": "#/$defs/label"}, "nested": {"$ref": "#/$defs/nested"}},
+                "$defs": {
+                    "label": {"type": "string"},
+                    "nested": {"type": "object", "properties": {"count": {"$ref": "#/$defs/count"}}},
+                    "count": {"type": "integer"},
+                },
+            },
+            "example": {
+                "$id": "https://plugin.invalid/example.json",
+                "type": "object",
+                "properties": {"code": {"$ref": "#/$defs/code"}},
+                "$defs": {"code": {"type": "string"}},
+            },
+        }
+
+
+def test_env_overrides_follow_refs_to_the_key_type(tmp_path, env, pm):
+    pm.register(RefPlugin())
+    # A string key keeps "123" as written; that needs the key's type, which only the $ref target has.
+    env.update(REGISTRY_REPORTING_REFS_LABEL="123", REGISTRY_REPORTING_REFS_NESTED_COUNT="7",
+               REGISTRY_EXAMPLE_CODE="007")
+    config = load_config(write(tmp_path, MINIMAL), env, pm)
+    assert config["reporting"]["refs"] == {"label": "123", "nested": {"count": 7}}
+    assert config["example"] == {"code": "007"}
 
 
 def test_undeclared_top_level_section_is_unknown(tmp_path, env, pm):
@@ -561,17 +600,26 @@ def test_parse_addr_refuses(addr):
 
 
 def test_build_storage_wraps_the_driver(tmp_path, env, pm):
-    driver = build_storage(load_config(write(tmp_path, MINIMAL), env, pm), pm, env)
+    driver = build_storage(load_config(write(tmp_path, MINIMAL), env, pm), pm)
     assert isinstance(driver, CheckedDriver)
 
 
-def test_build_storage_gives_filesystem_the_data_dir(tmp_path):
-    stand_in = StandInFilesystem()
-    pm = create_plugin_manager(load_entry_points=False, plugins=[stand_in])
-    env = {"HOME": str(tmp_path), "REGISTRY_DATA_DIR": str(tmp_path / "data")}
-    config = load_config(write(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n"), env, pm)
-    build_storage(config, pm, env)
-    assert stand_in.params == [{"rootdirectory": str(tmp_path / "data")}]
+def test_the_filesystem_plugin_defaults_to_the_data_dir(tmp_path, monkeypatch):
+    pytest.importorskip("registry_filesystem")
+    pm = create_plugin_manager()
+    monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "data"))
+    config = load_config(write(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n"), {}, pm)
+    assert build_storage(config, pm).inner.rootdirectory == str(tmp_path / "data")
+    assert describe_storage(config, pm) == f"storage: filesystem in {tmp_path / 'data'}"
+    config = load_config(write(tmp_path, f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/x\n"), {}, pm)
+    assert build_storage(config, pm).inner.rootdirectory == str(tmp_path / "x")
+    assert describe_storage(config, pm) == f"storage: filesystem in {tmp_path / 'x'}"
+
+
+def test_a_driver_without_describe_is_logged_by_name(tmp_path, env):
+    pm = create_plugin_manager(load_entry_points=False, plugins=[inmemory_plugin])
+    config = load_config(write(tmp_path, MINIMAL), env, pm)
+    assert describe_storage(config, pm) == "storage: inmemory"
 
 
 def test_build_storage_reports_a_failing_factory(tmp_path, env):
@@ -586,7 +634,7 @@ def test_build_storage_reports_a_failing_factory(tmp_path, env):
     pm = create_plugin_manager(load_entry_points=False, plugins=[Failing()])
     config = load_config(write(tmp_path, "version: 0.1\nstorage:\n  failing:\n"), env, pm)
     with pytest.raises(ConfigError) as info:
-        build_storage(config, pm, env)
+        build_storage(config, pm)
     assert info.value.errors == ["storage.failing: the driver failed to start: endpoint unreachable"]
 
 

@@ -15,9 +15,10 @@ import pluggy
 
 from registry.auth import Access, AccessController, Grant
 from registry.digests import Digest, parse_digest
-from registry.errors import Denied, NameInvalid, RegistryError
+from registry.errors import Denied, RegistryError
+from registry.grammar import check_name  # noqa: F401 - the handlers import it from here
 from registry.plugins import call_each
-from registry.routing import MAX_NAME_LENGTH, NAME_RE, TAG_RE
+from registry.routing import TAG_RE
 from registry.storage.store import Store
 from registry.storage.uploads import Uploads
 
@@ -84,13 +85,6 @@ def event_target(d: Digest, size: int, media_type: str = "application/octet-stre
     if tag:
         target["tag"] = tag
     return target
-
-
-def check_name(name: str) -> str:
-    """Validate a repository name by the spec's grammar (and Distribution's length limit)."""
-    if len(name) > MAX_NAME_LENGTH or not NAME_RE.match(name):
-        raise NameInvalid(f"invalid repository name {name[:300]!r}", detail={"name": name[:300]})
-    return name
 
 
 def check_digest(value: str) -> Digest:

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import falcon
 
 from registry.auth import Access
+from registry.config import catalog_max_entries
 from registry.digests import Digest, parse_digest
 from registry.errors import BadRequest, DigestInvalid, ManifestInvalid, NameUnknown
 from registry.handlers.base import Context, check_digest, check_name, pull, url
@@ -16,8 +17,7 @@ from registry.storage.driver import PathNotFoundError
 
 _DESCRIPTOR_KEYS = frozenset({"mediaType", "digest", "size", "artifactType", "annotations"})
 
-#: Page size when the client gives no ``n`` (and the most a client may ask for).
-DEFAULT_PAGE = 1000
+#: The most a client may ask for in one page of tags (the catalog's limit is ``catalog.maxentries``).
 MAX_PAGE = 10000
 
 
@@ -70,7 +70,8 @@ class CatalogResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         n, last = page_params(req)
         self.ctx.authorize(req, [Access("registry", "catalog", "*")])
-        limit = DEFAULT_PAGE if n is None else n
+        most = catalog_max_entries(self.ctx.config)  # the page size without n, and the largest page
+        limit = most if n is None else min(n, most)
         repos = list(self.ctx.store.repositories(last=last or None, limit=limit + 1)) if limit else []
         page = repos[:limit]
         if len(repos) > limit and page:

@@ -180,13 +180,17 @@ def test_move_replaces_atomically_and_keeps_open_readers(fs: CheckedDriver) -> N
 # -- the plugin: declaration, schema, parameters --------------------------------------------------
 
 
-def test_declared_through_the_entry_point() -> None:
+def test_declared_through_the_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     descriptor = by_name(create_plugin_manager(), "registry_storage_drivers")["filesystem"]
     assert descriptor.schema == SCHEMA
+    # The plugin owns its defaults: without a rootdirectory, the registry's data directory (which the
+    # user can write), not the driver class's DEFAULT_ROOT (Distribution's /var/lib/registry).
+    monkeypatch.setenv("REGISTRY_DATA_DIR", str(tmp_path / "data"))
     driver = descriptor.factory({})
     assert isinstance(driver, FilesystemDriver)
-    assert driver.rootdirectory == DEFAULT_ROOT == "/var/lib/registry"
+    assert driver.rootdirectory == str(tmp_path / "data") != DEFAULT_ROOT
     assert driver.max_threads == 100
+    assert descriptor.describe({}) == f"filesystem in {tmp_path / 'data'}"
 
 
 @pytest.mark.parametrize(
