@@ -1,13 +1,16 @@
-"""The wrapper every driver passes through: path validation and error normalization.
+"""The wrapper every driver passes through: path validation, error normalization and call timing.
 
 Like Distribution's ``base.Base``: whatever a driver does, the rest of the core sees only valid paths
-going in and :class:`~registry.storage.driver.StorageError` subclasses coming out.
+going in and :class:`~registry.storage.driver.StorageError` subclasses coming out. Timing (for the
+``registry_storage_call`` hook) is a separate subclass, chosen once when the wrapper is built, so
+that a registry without metrics plugins pays nothing for it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, TypeVar
 
@@ -177,9 +180,53 @@ class CheckedDriver(StorageDriver):
         self._call("/", self.inner.close)
 
 
-def checked(driver: StorageDriver) -> CheckedDriver:
-    """Wrap ``driver`` unless it is already wrapped."""
-    return driver if isinstance(driver, CheckedDriver) else CheckedDriver(driver)
+#: Reports one driver call: ``(driver name, operation, seconds, error or None)``.
+CallObserver = Callable[[str, str, float, "BaseException | None"], None]
+
+#: The driver methods :class:`ObservedDriver` times (``walk`` is lazy: there is no one call to time).
+OBSERVED_OPERATIONS = (
+    "get_content", "put_content", "put_scratch", "reader", "writer", "stat", "list", "move",
+    "move_scratch", "delete", "redirect_url", "close",
+)
 
 
-__all__ = ["CheckedDriver", "checked", "validate_path"]
+class ObservedDriver(CheckedDriver):
+    """A :class:`CheckedDriver` that reports every call's duration and error to ``on_call``."""
+
+    def __init__(self, inner: StorageDriver, on_call: CallObserver) -> None:
+        super().__init__(inner)
+        self.on_call = on_call
+
+
+def _observed(operation: str) -> Callable[..., object]:
+    plain = getattr(CheckedDriver, operation)
+
+    def method(self: ObservedDriver, *args: object, **kwargs: object) -> object:
+        started = time.perf_counter()
+        try:
+            result = plain(self, *args, **kwargs)
+        except Exception as exc:
+            self.on_call(self.name, operation, time.perf_counter() - started, exc)
+            raise
+        self.on_call(self.name, operation, time.perf_counter() - started, None)
+        return result
+
+    method.__name__ = method.__qualname__ = operation
+    method.__doc__ = plain.__doc__
+    return method
+
+
+for _operation in OBSERVED_OPERATIONS:
+    if hasattr(CheckedDriver, _operation):
+        setattr(ObservedDriver, _operation, _observed(_operation))
+
+
+def checked(driver: StorageDriver, on_call: CallObserver | None = None) -> CheckedDriver:
+    """Wrap ``driver`` unless it is already wrapped; with ``on_call``, in an :class:`ObservedDriver`
+    (re-wrapping the inner driver of a plain :class:`CheckedDriver`)."""
+    if on_call is None:
+        return driver if isinstance(driver, CheckedDriver) else CheckedDriver(driver)
+    return ObservedDriver(driver.inner if isinstance(driver, CheckedDriver) else driver, on_call)
+
+
+__all__ = ["OBSERVED_OPERATIONS", "CallObserver", "CheckedDriver", "ObservedDriver", "checked", "validate_path"]
