@@ -79,8 +79,8 @@ class RegistryApp(falcon.App):
     health_checks: list[HealthCheck]
 
     def _init_lifecycle(self, services: Iterable[Any]) -> None:
-        # Services: objects with start() and stop(timeout) run beside the requests.
-        self._services = list(services)
+        #: What runs beside the requests (upload purging, periodic checks): ``start()``, ``stop(timeout)``.
+        self.services = list(services)
         self._state = "created"
         self._state_lock = threading.Lock()
         self._wsgi: Callable[..., Any] | None = None
@@ -93,7 +93,7 @@ class RegistryApp(falcon.App):
                 return
             self._state = "started"
         ctx = self.registry_context
-        for service in self._services:
+        for service in self.services:
             try:
                 service.start()
             except Exception:
@@ -111,7 +111,7 @@ class RegistryApp(falcon.App):
         ctx = self.registry_context
         if started:
             call_each(ctx.pm, "registry_shutdown")
-            for service in reversed(self._services):
+            for service in reversed(self.services):
                 try:
                     service.stop(timeout)
                 except Exception:

@@ -135,7 +135,9 @@ def registry_wsgi_middleware(app: Any, config: Mapping[str, Any]) -> Any | None:
     :param config: the full configuration; a plugin reads only its own section.
     :return: a WSGI callable wrapping ``app``, or ``None`` to leave it as it is.
 
-    Each implementation wraps the previous result; one that raises is logged and skipped. Called
+    Each implementation wraps the previous result, in pluggy's order (the last registered plugin
+    wraps the app itself, the first registered is outermost); one that raises is logged and
+    skipped. Called
     once by ``app.wsgi_app()``, which ``registry serve`` serves on the main listener (the debug
     listener is not wrapped), in the main thread.
     """
