@@ -463,3 +463,25 @@ def test_server_without_debug_addr_has_no_debug_listener():
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         thread.join(10)
+
+
+def test_a_debug_address_in_use_is_an_error_that_frees_the_main_listener():
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        main = free_port()
+        cfg = config(http={"addr": f"127.0.0.1:{main}", "debug": {"addr": f"127.0.0.1:{taken.getsockname()[1]}"}})
+        with pytest.raises(OSError):
+            Server(app_with(cfg=cfg), cfg)
+        with socket.socket() as again:  # the main listener was closed, not left bound
+            again.bind(("127.0.0.1", main))
+    finally:
+        taken.close()
