@@ -209,12 +209,27 @@ class _Reporting:
         )
 
 
-def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any]) -> list[object]:
+class _HealthGate:
+    """While a health check fails, the API answers 503 ``UNAVAILABLE`` (as Distribution's
+    ``health.Handler`` does), so that a load balancer takes this node out of rotation;
+    ``/debug/health`` says which check failed."""
+
+    def __init__(self, checks: list[HealthCheck]) -> None:
+        self.checks = checks
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if health_status(self.checks):
+            raise Unavailable("health check failed: please see /debug/health")
+
+
+def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: list[HealthCheck]) -> list[object]:
     """Only the middleware the configuration needs: Falcon calls each method of each one on every
     request, and a manifest pull is short enough for that to show."""
     middleware: list[object] = []
     if pm.hook.registry_request_finished.get_hookimpls():
         middleware.append(_Reporting(pm))
+    if checks:
+        middleware.append(_HealthGate(checks))
     if readonly_enabled(config):
         middleware.append(_ReadOnly())
     # Response methods run last-listed first: the headers are set before the request is reported.
@@ -398,7 +413,7 @@ def create_app(
     if len(set(names)) != len(names):
         raise ConfigError([f"two health checks share a name: {sorted(n for n in names if names.count(n) > 1)[0]!r}"])
 
-    app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config))
+    app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config, checks))
     app.registry_context = ctx
     app.health_checks = checks
     resources = {

@@ -27,7 +27,8 @@ class HealthCheck:
     """One named check: ``check()`` returns when healthy and raises when not (its text is shown).
 
     :param name: the key under which ``/debug/health`` reports a failure.
-    :param check: called on every ``/debug/health`` request: keep it cheap, or use :class:`PeriodicCheck`.
+    :param check: called on every ``/debug/health`` request and every API request: keep it to
+        microseconds, or use :class:`PeriodicCheck`.
     """
 
     name: str

@@ -279,12 +279,15 @@ def registry_health_checks() -> Sequence[HealthCheck] | None:
     :return: a list of :class:`registry.health.HealthCheck` (``name``, ``check``: a callable taking
         no arguments that returns when healthy and raises when not, the exception's text being
         what ``/debug/health`` shows), or ``None``. ``/debug/health`` answers 200 ``{}`` when every
-        check passes and 503 ``{"<name>": "<error text>"}`` when any fails, as Distribution does.
+        check passes and 503 ``{"<name>": "<error text>"}`` when any fails, and meanwhile every
+        request on the main listener gets 503 ``UNAVAILABLE``, as in Distribution (a load balancer
+        takes the node out of rotation).
         A check that needs slow work runs it on its own thread; :class:`registry.health.PeriodicCheck`
         does that (started and stopped with the app) and turns unhealthy after ``threshold``
         consecutive failures, like the built-in ``health.storagedriver`` check.
 
     All results are used. Called once per app by :func:`registry.app.create_app`, in the main
-    thread; each ``check`` is called on every ``/debug/health`` request, in its worker thread, on
-    its own (an exception is that check's failure, never the others').
+    thread. Each ``check`` is called on every ``/debug/health`` request and every API request, in
+    its worker thread, on its own (an exception is that check's failure, never the others'): it
+    must take microseconds, not a round trip.
     """

@@ -280,9 +280,16 @@ def test_health_is_empty_json_when_healthy_and_names_each_failure():
     state["queue"] = "queue full"
     r = debug.simulate_get("/debug/health")
     assert (r.status_code, r.json) == (503, {"db": "db down", "queue": "queue full"})
+    main = falcon.testing.TestClient(app)
+    r = main.simulate_get("/v2/")
+    assert r.status_code == 503 and r.json["errors"][0] == {
+        "code": "UNAVAILABLE", "message": "health check failed: please see /debug/health"}
     state["db"] = None
     r = debug.simulate_get("/debug/health")
     assert (r.status_code, r.json) == (503, {"queue": "queue full"})
+    state["queue"] = None
+    assert debug.simulate_get("/debug/health").status_code == 200
+    assert main.simulate_get("/v2/").status_code == 200
 
 
 def test_two_checks_with_one_name_are_refused():
@@ -428,13 +435,14 @@ def test_no_timing_wrapper_without_a_storage_call_plugin():
 
 
 def test_server_serves_the_debug_app_on_http_debug_addr():
-    class Unhealthy:
-        @hookimpl
-        def registry_health_checks(self):
-            return [HealthCheck("always", lambda: (_ for _ in ()).throw(RuntimeError("down")))]
+    state = {"error": ""}
+
+    def check() -> None:
+        if state["error"]:
+            raise RuntimeError(state["error"])
 
     cfg = config(http={"addr": "127.0.0.1:0", "debug": {"addr": "127.0.0.1:0"}, "draintimeout": "1s"})
-    app = app_with(Unhealthy(), cfg=cfg)
+    app = app_with(Checks(HealthCheck("switch", check)), cfg=cfg)
     server = Server(app, cfg)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -443,10 +451,15 @@ def test_server_serves_the_debug_app_on_http_debug_addr():
         [debug] = server.debug_addresses
         assert main != debug
         r = requests.get(f"{debug}/debug/health", timeout=10)
-        assert (r.status_code, r.json()) == (503, {"always": "down"})
+        assert (r.status_code, r.json()) == (200, {})
         assert requests.get(f"{debug}/v2/", timeout=10).status_code == 404
         assert requests.get(f"{main}/debug/health", timeout=10).status_code == 404
         assert requests.get(f"{main}/v2/", timeout=10).status_code == 200
+        state["error"] = "down"
+        r = requests.get(f"{debug}/debug/health", timeout=10)
+        assert (r.status_code, r.json()) == (503, {"switch": "down"})
+        r = requests.get(f"{main}/v2/", timeout=10)  # out of rotation while unhealthy
+        assert r.status_code == 503 and r.json()["errors"][0]["code"] == "UNAVAILABLE"
     finally:
         server.stop()
         thread.join(10)

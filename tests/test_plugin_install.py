@@ -86,6 +86,7 @@ def test_a_pip_installed_plugin_adds_a_debug_route_a_health_check_and_sees_the_l
         unhealthy.write_text("out of rotation")
         r = requests.get(health, timeout=10)
         assert (r.status_code, r.json()) == (503, {"hooktest": "unhealthy exists"})
+        assert requests.get(f"http://127.0.0.1:{main}/v2/", timeout=10).status_code == 503  # out of rotation
         unhealthy.unlink()
         r = requests.get(health, timeout=10)
         assert (r.status_code, r.json()) == (200, {})
