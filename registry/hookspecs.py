@@ -165,8 +165,10 @@ def registry_storage_call(driver: str, operation: str, seconds: float, error: Ba
     """Hear of one call into the storage driver, for metrics.
 
     :param driver: the driver's name (``filesystem``, ``s3``...).
-    :param operation: the driver method (``get_content``, ``stat``, ``writer``, ``move``...).
-    :param seconds: how long the call took (for ``reader``, ``writer`` and ``walk``: opening them).
+    :param operation: the driver method (``get_content``, ``stat``, ``writer``, ``move``...), or
+        ``writer.<method>`` for a writer's (``writer.write``, ``writer.commit``...); ``walk`` is not
+        reported (it is lazy).
+    :param seconds: how long the call took (for ``reader`` and ``writer``: opening them).
     :param error: the :class:`registry.storage.driver.StorageError` the call raised (what the core
         sees, ``PathNotFoundError`` included), or ``None``.
     :return: ignored.

@@ -424,6 +424,11 @@ def test_storage_calls_are_reported_with_driver_operation_time_and_error():
     rec.calls.clear()
     assert client.simulate_get("/v2/m/repo/manifests/nope").status_code == 404
     assert any(isinstance(e, PathNotFoundError) for _, _, _, e in rec.calls)
+    rec.calls.clear()
+    Pusher(client).blob("m/repo", b"timed blob")
+    operations = [op for _, op, _, _ in rec.calls]
+    assert "writer" in operations and "writer.write" in operations
+    assert any(op.startswith("writer.commit") for op in operations)  # commit (or the scratch commit of an upload)
 
 
 def test_no_timing_wrapper_without_a_storage_call_plugin():

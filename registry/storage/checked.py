@@ -183,11 +183,36 @@ class CheckedDriver(StorageDriver):
 #: Reports one driver call: ``(driver name, operation, seconds, error or None)``.
 CallObserver = Callable[[str, str, float, "BaseException | None"], None]
 
-#: The driver methods :class:`ObservedDriver` times (``walk`` is lazy: there is no one call to time).
+#: The driver methods :class:`ObservedDriver` times (``walk`` is lazy: there is no one call to time);
+#: a writer's methods are reported as ``writer.write``, ``writer.commit``...
 OBSERVED_OPERATIONS = (
     "get_content", "put_content", "put_scratch", "reader", "writer", "stat", "list", "move",
     "move_scratch", "delete", "redirect_url", "close",
 )
+
+
+def _timed(operation: str, plain: Callable[..., T], driver_name: Callable[[object], str]) -> Callable[..., T]:
+    def method(self: object, *args: object, **kwargs: object) -> T:
+        on_call = self._on_call  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        try:
+            result = plain(self, *args, **kwargs)
+        except Exception as exc:
+            on_call(driver_name(self), operation, time.perf_counter() - started, exc)
+            raise
+        on_call(driver_name(self), operation, time.perf_counter() - started, None)
+        return result
+
+    method.__name__ = method.__qualname__ = plain.__name__
+    method.__doc__ = plain.__doc__
+    return method
+
+
+class _ObservedWriter(_CheckedWriter):
+    """A :class:`_CheckedWriter` reporting its calls (``writer.commit`` is the one an object
+    store's metrics want: it completes the multipart upload). It adds no state but ``_on_call``."""
+
+    _on_call: CallObserver
 
 
 class ObservedDriver(CheckedDriver):
@@ -195,30 +220,25 @@ class ObservedDriver(CheckedDriver):
 
     def __init__(self, inner: StorageDriver, on_call: CallObserver) -> None:
         super().__init__(inner)
-        self.on_call = on_call
+        self._on_call = on_call
+
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        writer = CheckedDriver.writer(self, path, append)
+        if type(writer) is _CheckedWriter:
+            # The same object, timed: the subclass adds no state, so switching the class is safe.
+            writer.__class__ = _ObservedWriter
+            writer._on_call = self._on_call  # type: ignore[attr-defined]
+        return writer
 
 
-def _observed(operation: str) -> Callable[..., object]:
-    plain = getattr(CheckedDriver, operation)
-
-    def method(self: ObservedDriver, *args: object, **kwargs: object) -> object:
-        started = time.perf_counter()
-        try:
-            result = plain(self, *args, **kwargs)
-        except Exception as exc:
-            self.on_call(self.name, operation, time.perf_counter() - started, exc)
-            raise
-        self.on_call(self.name, operation, time.perf_counter() - started, None)
-        return result
-
-    method.__name__ = method.__qualname__ = operation
-    method.__doc__ = plain.__doc__
-    return method
-
-
+# Generated rather than written out: whatever methods the contract has (it is still growing), timed.
 for _operation in OBSERVED_OPERATIONS:
-    if hasattr(CheckedDriver, _operation):
-        setattr(ObservedDriver, _operation, _observed(_operation))
+    _plain = vars(ObservedDriver).get(_operation) or getattr(CheckedDriver, _operation, None)
+    if _plain is not None:
+        setattr(ObservedDriver, _operation, _timed(_operation, _plain, lambda d: d.name))
+for _name, _value in list(vars(_CheckedWriter).items()):
+    if not _name.startswith("_") and callable(_value):
+        setattr(_ObservedWriter, _name, _timed(f"writer.{_name}", _value, lambda w: w._name))
 
 
 def checked(driver: StorageDriver, on_call: CallObserver | None = None) -> CheckedDriver:
