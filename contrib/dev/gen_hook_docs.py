@@ -42,6 +42,8 @@ EPILOGUE = """
 Embedding `create_app` in another WSGI server does the same by hand:
 
 ```python
+import os
+
 from registry.app import create_app
 from registry.config import load_config
 from registry.plugins import create_plugin_manager
