@@ -121,8 +121,9 @@ def registry_routes() -> Sequence[Route] | None:
         are never shadowed), nor be ``/debug/health``; either is a start-up error. Main-listener
         routes are tried after the API's.
 
-    All results are used. Called once per app by :func:`registry.app.create_app`, in the main
-    thread; the handlers run in request worker threads.
+    All results are used; an implementation that raises is logged and skipped. Called once per
+    app by :func:`registry.app.create_app`, in the main thread; the handlers run in request worker
+    threads.
     """
 
 
@@ -288,8 +289,9 @@ def registry_health_checks() -> Sequence[HealthCheck] | None:
         does that (started and stopped with the app) and turns unhealthy after ``threshold``
         consecutive failures, like the built-in ``health.storagedriver`` check.
 
-    All results are used. Called once per app by :func:`registry.app.create_app`, in the main
-    thread. Each ``check`` is called on every ``/debug/health`` request and every API request, in
-    its worker thread, on its own (an exception is that check's failure, never the others'): it
-    must take microseconds, not a round trip.
+    All results are used; an implementation that raises is logged and skipped. Called once per
+    app by :func:`registry.app.create_app`, in the main thread. Each ``check`` is called on every
+    ``/debug/health`` request and every API request, in its worker thread, on its own (an
+    exception is that check's failure, never the others'): it must take microseconds, not a round
+    trip.
     """

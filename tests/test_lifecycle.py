@@ -236,6 +236,21 @@ def test_routes_that_would_shadow_the_api_or_health_are_refused(path):
         app_with(Routes(Route(path, Hello("x"))))
 
 
+def test_a_plugin_failing_to_declare_routes_or_checks_does_not_stop_the_others():
+    class Broken:
+        @hookimpl
+        def registry_routes(self):
+            raise RuntimeError("no routes")
+
+        @hookimpl
+        def registry_health_checks(self):
+            raise RuntimeError("no checks")
+
+    app = app_with(Routes(Route(r"/ok", Hello("ok"))), Broken(), Checks(HealthCheck("fine", lambda: None)))
+    assert falcon.testing.TestClient(app).simulate_get("/ok").text == "ok {}"
+    assert [c.name for c in app.health_checks] == ["fine"]
+
+
 def test_a_route_whose_handler_is_neither_resource_nor_wsgi_is_refused():
     with pytest.raises(ConfigError, match="neither a Falcon resource nor a WSGI"):
         app_with(Routes(Route(r"/x", 42)))
