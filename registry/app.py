@@ -1,23 +1,31 @@
-"""``create_app(config, pm)``: the Falcon application for the OCI Distribution API."""
+"""``create_app(config, pm)``: the Falcon application for the OCI Distribution API.
+
+The app has a lifecycle (``startup()``, ``shutdown()``, or ``with app:``), the WSGI application to
+serve on the main listener (``wsgi_app()``: the app in the plugins' WSGI middleware) and a second,
+small app for the debug listener (``debug_app``: ``/debug/health`` and the plugins' debug routes).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import falcon
 import pluggy
 
 from registry.config import (
+    ConfigError,
     build_access_controller,
     build_storage,
     delete_enabled,
     http_headers,
     readonly_enabled,
     redirect_disabled,
+    settings_of,
 )
 from registry.errors import (
     BadRequest,
@@ -25,19 +33,23 @@ from registry.errors import (
     MethodNotAllowed,
     NotFound,
     RegistryError,
+    Unavailable,
     Unsupported,
     error_body,
 )
-from registry.handlers.base import API_VERSION_HEADER, Context
+from registry.handlers.base import API_VERSION_HEADER, REQUEST_ID_HEADER, Context, request_id
 from registry.handlers.blobs import BlobResource
 from registry.handlers.listing import CatalogResource, ReferrersResource, TagsResource
 from registry.handlers.manifests import ManifestResource
 from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
-from registry.plugins import call_each
+from registry.health import HealthCheck, PeriodicCheck, health_status, storage_check
+from registry.plugins import call_each, collect, each_caller
+from registry.routes import Route, check_route
 from registry.routing import ROUTES, RegexRouter
 from registry.storage.checked import checked
 from registry.storage.driver import StorageDriver, StorageError
+from registry.storage.purge import purger_for
 from registry.storage.store import Store
 from registry.storage.uploads import Uploads
 
@@ -51,7 +63,92 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RegistryApp(falcon.App):
+    """The API's Falcon app, with the registry's lifecycle.
+
+    Whoever serves it calls :meth:`startup` before serving and :meth:`shutdown` after (or uses the
+    app as a context manager), serves :meth:`wsgi_app` rather than the app itself, and serves
+    :attr:`debug_app` on the debug address if it has one. ``registry serve`` does all of this.
+    """
+
     _STREAM_BLOCK_SIZE = STREAM_BLOCK_SIZE
+
+    #: What the handlers share (storage, plugins, config); set by :func:`create_app`.
+    registry_context: Context
+    #: The debug listener's app: ``/debug/health`` and the plugins' ``debug`` routes.
+    debug_app: falcon.App
+    #: The health checks served at ``/debug/health`` (the built-in storage check and the plugins').
+    health_checks: list[HealthCheck]
+
+    def _init_lifecycle(self, services: Iterable[Any]) -> None:
+        #: What runs beside the requests (upload purging, periodic checks): ``start()``, ``stop(timeout)``.
+        self.services = list(services)
+        self._state = "created"
+        self._state_lock = threading.Lock()
+        self._wsgi: Callable[..., Any] | None = None
+
+    def startup(self) -> None:
+        """Start the maintenance threads (upload purging, periodic health checks), then call every
+        ``registry_startup`` implementation on its own. Calls after the first do nothing."""
+        with self._state_lock:
+            if self._state != "created":
+                return
+            self._state = "started"
+        ctx = self.registry_context
+        for service in self.services:
+            try:
+                service.start()
+            except Exception:
+                log.exception("could not start %s", type(service).__name__)
+        call_each(ctx.pm, "registry_startup", app=self, config=ctx.config)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Call every ``registry_shutdown`` implementation on its own, stop the maintenance threads
+        (waiting up to ``timeout`` seconds for each) and close the storage driver. Calls after the
+        first do nothing; an app never started is only closed."""
+        with self._state_lock:
+            if self._state == "stopped":
+                return
+            started, self._state = self._state == "started", "stopped"
+        ctx = self.registry_context
+        if started:
+            call_each(ctx.pm, "registry_shutdown")
+            for service in reversed(self.services):
+                try:
+                    service.stop(timeout)
+                except Exception:
+                    log.exception("could not stop %s", type(service).__name__)
+        try:
+            ctx.store.driver.close()
+        except Exception:
+            log.exception("closing the storage driver failed")
+
+    def __enter__(self) -> RegistryApp:
+        self.startup()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def wsgi_app(self) -> Callable[..., Any]:
+        """This app wrapped in every ``registry_wsgi_middleware`` (built once): what the main
+        listener serves. The app itself when no plugin wraps it."""
+        if self._wsgi is None:
+            ctx = self.registry_context
+            wsgi: Callable[..., Any] = self
+            for impl in reversed(ctx.pm.hook.registry_wsgi_middleware.get_hookimpls()):
+                kwargs = {"app": wsgi, "config": ctx.config}
+                try:
+                    wrapped = impl.function(*[kwargs[name] for name in impl.argnames])
+                except Exception:
+                    log.exception("plugin %s failed in registry_wsgi_middleware; not wrapping", impl.plugin_name)
+                    continue
+                if wrapped is not None:
+                    if not callable(wrapped):
+                        log.error("plugin %s returned a non-callable from registry_wsgi_middleware", impl.plugin_name)
+                        continue
+                    wsgi = wrapped
+            self._wsgi = wsgi
+        return self._wsgi
 
 
 class BaseResource:
@@ -69,7 +166,11 @@ class BaseResource:
 
 
 class _Headers:
-    """Adds the API version header and ``http.headers`` to every response."""
+    """Adds the API version header, ``http.headers`` and the request id to every response.
+
+    The request id is made on first use (:func:`registry.handlers.base.request_id`), by an event or
+    at the latest here: no ``process_request`` method, whose call every request would pay for.
+    """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.headers = [(k, ", ".join(v)) for k, v in http_headers(config).items()] + [API_VERSION_HEADER]
@@ -77,6 +178,7 @@ class _Headers:
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         for key, value in self.headers:
             resp.set_header(key, value)
+        resp.set_header(REQUEST_ID_HEADER, request_id(req))
 
 
 class _ReadOnly:
@@ -94,7 +196,6 @@ class _Reporting:
         self.pm = pm
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.request_id = str(uuid.uuid4())
         req.context.started = time.perf_counter()
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
@@ -109,12 +210,27 @@ class _Reporting:
         )
 
 
-def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any]) -> list[object]:
+class _HealthGate:
+    """While a health check fails, the API answers 503 ``UNAVAILABLE`` (as Distribution's
+    ``health.Handler`` does), so that a load balancer takes this node out of rotation;
+    ``/debug/health`` says which check failed."""
+
+    def __init__(self, checks: list[HealthCheck]) -> None:
+        self.checks = checks
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if health_status(self.checks):
+            raise Unavailable("health check failed: please see /debug/health")
+
+
+def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: list[HealthCheck]) -> list[object]:
     """Only the middleware the configuration needs: Falcon calls each method of each one on every
     request, and a manifest pull is short enough for that to show."""
     middleware: list[object] = []
     if pm.hook.registry_request_finished.get_hookimpls():
         middleware.append(_Reporting(pm))
+    if checks:
+        middleware.append(_HealthGate(checks))
     if readonly_enabled(config):
         middleware.append(_ReadOnly())
     # Response methods run last-listed first: the headers are set before the request is reported.
@@ -131,46 +247,87 @@ def _send_error(resp: falcon.Response, err: RegistryError) -> None:
         resp.set_header(key, value)
 
 
-def create_app(
-    config: Mapping[str, Any], pm: pluggy.PluginManager, *, driver: StorageDriver | None = None
-) -> falcon.App:
-    """Build the registry's Falcon app.
+class _HealthResource:
+    """``GET /debug/health``: ``{}`` when every check passes, else 503 and the failures by name."""
 
-    :param config: the validated configuration mapping (Distribution's ``config.yml`` shape).
-    :param pm: the plugin manager (see :func:`registry.plugins.create_plugin_manager`).
-    :param driver: a storage driver to use instead of the one the config names (tests).
-    """
-    driver = checked(driver) if driver is not None else build_storage(config, pm)
-    store = Store(driver)
-    ctx = Context(
-        store=store,
-        uploads=Uploads(store),
-        pm=pm,
-        access=build_access_controller(config, pm),
-        delete_enabled=delete_enabled(config),
-        redirect_enabled=not redirect_disabled(config),
-        config=config,
-    )
-    app = RegistryApp(router=RegexRouter(), middleware=_middleware(pm, config), cors_enable=False)
-    app.registry_context = ctx  # for the server's maintenance threads (upload purging)
-    app.req_options.auto_parse_form_urlencoded = False
-    app.req_options.strip_url_path_trailing_slash = False
-    app.req_options.keep_blank_qs_values = True
-    resources = {
-        "base": BaseResource(ctx),
-        "catalog": CatalogResource(ctx),
-        "tags": TagsResource(ctx),
-        "manifest": ManifestResource(ctx),
-        "upload": UploadResource(ctx),
-        "uploads": UploadsResource(ctx),
-        "blob": BlobResource(ctx),
-        "referrers": ReferrersResource(ctx),
-    }
-    for route_name, pattern in ROUTES:
-        resource = resources[route_name]
-        resource.route_name = route_name  # type: ignore[attr-defined]
-        app.add_route(pattern, resource)
+    route_name = "health"
 
+    def __init__(self, checks: list[HealthCheck]) -> None:
+        self.checks = checks
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        failed = health_status(self.checks)
+        resp.status = falcon.HTTP_503 if failed else falcon.HTTP_200
+        resp.content_type = "application/json"
+        resp.data = json.dumps(failed).encode()
+
+    on_head = on_get
+
+
+class _WSGIResource:
+    """A plugin's WSGI application as a Falcon resource: every method goes to it, with the request's
+    environ; its (small: a metrics page, a status page) response is read whole."""
+
+    def __init__(self, wsgi: Callable[..., Any], route_name: str) -> None:
+        self.wsgi = wsgi
+        self.route_name = route_name
+
+    def on_request(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        started: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started["status"], started["headers"] = status, headers
+            return written.append
+
+        body = self.wsgi(req.env, start_response)
+        try:
+            written.extend(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        resp.status = started.get("status", "500 Internal Server Error")
+        for key, value in started.get("headers", ()):
+            if key.lower() != "content-length":  # Falcon sets it from the body
+                resp.append_header(key, value)
+        resp.data = b"".join(written)
+
+    on_get = on_head = on_post = on_put = on_patch = on_delete = on_options = on_request
+
+
+def _resource_of(route: Route) -> object:
+    name = route.name or route.path
+    handler = route.handler
+    if any(hasattr(handler, f"on_{m}") for m in ("get", "head", "post", "put", "patch", "delete", "options")):
+        if not hasattr(handler, "route_name"):
+            try:
+                handler.route_name = name
+            except AttributeError:
+                pass  # a resource with __slots__: reported as "unknown"
+        return handler
+    if callable(handler):
+        return _WSGIResource(handler, name)
+    raise ValueError(f"route {route.path!r}: the handler is neither a Falcon resource nor a WSGI application")
+
+
+def _plugin_routes(pm: pluggy.PluginManager) -> list[Route]:
+    try:
+        return [check_route(route) for route in collect(pm, "registry_routes", isolated=True)]
+    except ValueError as exc:
+        raise ConfigError([f"plugin route refused: {exc}"]) from exc
+
+
+def _plugin_health_checks(pm: pluggy.PluginManager) -> list[HealthCheck]:
+    checks = []
+    for check in collect(pm, "registry_health_checks", isolated=True):
+        if not (isinstance(getattr(check, "name", None), str) and callable(getattr(check, "check", None))):
+            raise ConfigError([f"registry_health_checks: not a registry.health.HealthCheck: {check!r}"])
+        checks.append(check)
+    return checks
+
+
+def _add_error_handlers(app: falcon.App, pm: pluggy.PluginManager) -> None:
     def registry_error(req: falcon.Request, resp: falcon.Response, ex: RegistryError, params: dict) -> None:
         _send_error(resp, ex)
 
@@ -203,5 +360,96 @@ def create_app(
     app.add_error_handler(StorageError, storage_error)
     app.add_error_handler(falcon.HTTPError, http_error)
     app.add_error_handler(RegistryError, registry_error)
+
+
+def _new_falcon_app(cls: type[falcon.App], pm: pluggy.PluginManager, middleware: list[object]) -> Any:
+    app = cls(router=RegexRouter(), middleware=middleware, cors_enable=False)
+    app.req_options.auto_parse_form_urlencoded = False
+    app.req_options.strip_url_path_trailing_slash = False
+    app.req_options.keep_blank_qs_values = True
+    _add_error_handlers(app, pm)
     return app
 
+
+def create_app(
+    config: Mapping[str, Any], pm: pluggy.PluginManager, *, driver: StorageDriver | None = None
+) -> RegistryApp:
+    """Build the registry's Falcon app.
+
+    Calls every ``registry_configure`` implementation (once per app, before anything is built) and
+    collects the plugins' routes and health checks; nothing is started until
+    :meth:`RegistryApp.startup`.
+
+    :param config: the validated configuration mapping (Distribution's ``config.yml`` shape).
+    :param pm: the plugin manager (see :func:`registry.plugins.create_plugin_manager`).
+    :param driver: a storage driver to use instead of the one the config names (tests). It is closed
+        by :meth:`RegistryApp.shutdown` as the configured one would be.
+    :raises ConfigError: when a plugin refuses the configuration, the storage driver or access
+        controller cannot be built, or a plugin declares a route that is not allowed.
+    """
+    pm.hook.registry_configure(config=config)
+    driver = checked(driver) if driver is not None else build_storage(config, pm)
+    on_call = each_caller(pm, "registry_storage_call")
+    if on_call is not None:
+        # Chosen once: without a metrics plugin the plain wrapper, which times nothing, stays.
+        def report(driver_name: str, operation: str, seconds: float, error: BaseException | None) -> None:
+            on_call(driver=driver_name, operation=operation, seconds=seconds, error=error)
+
+        driver = checked(driver, on_call=report)
+    store = Store(driver)
+    ctx = Context(
+        store=store,
+        uploads=Uploads(store),
+        pm=pm,
+        access=build_access_controller(config, pm),
+        delete_enabled=delete_enabled(config),
+        redirect_enabled=not redirect_disabled(config),
+        config=config,
+        external_url=settings_of(config).http.host,
+    )
+    routes = _plugin_routes(pm)
+    checks = _plugin_health_checks(pm)
+    builtin = storage_check(driver, config)
+    if builtin is not None:
+        checks.insert(0, builtin)
+    names = [c.name for c in checks]
+    if len(set(names)) != len(names):
+        raise ConfigError([f"two health checks share a name: {sorted(n for n in names if names.count(n) > 1)[0]!r}"])
+
+    app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config, checks))
+    app.registry_context = ctx
+    app.health_checks = checks
+    resources = {
+        "base": BaseResource(ctx),
+        "catalog": CatalogResource(ctx),
+        "tags": TagsResource(ctx),
+        "manifest": ManifestResource(ctx),
+        "upload": UploadResource(ctx),
+        "uploads": UploadsResource(ctx),
+        "blob": BlobResource(ctx),
+        "referrers": ReferrersResource(ctx),
+    }
+    for route_name, pattern in ROUTES:
+        resource = resources[route_name]
+        resource.route_name = route_name  # type: ignore[attr-defined]
+        app.add_route(pattern, resource)
+    try:
+        # After the API's routes, which the regex router tries first: a plugin never shadows them.
+        for route in routes:
+            if route.listener == "main":
+                app.add_route(route.path, _resource_of(route))
+        debug = _new_falcon_app(falcon.App, pm, [])
+        debug.add_route(r"/debug/health", _HealthResource(checks))
+        for route in routes:
+            if route.listener == "debug":
+                debug.add_route(route.path, _resource_of(route))
+    except ValueError as exc:
+        raise ConfigError([f"plugin route refused: {exc}"]) from exc
+    app.debug_app = debug
+
+    services: list[Any] = [c.check for c in checks if isinstance(c.check, PeriodicCheck)]
+    purger = purger_for(driver, config)
+    if purger is not None:
+        services.insert(0, purger)
+    app._init_lifecycle(services)
+    return app

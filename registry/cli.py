@@ -114,10 +114,9 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging(config)
     log.info("configuration: %s", config.source or "built-in defaults")
     try:
-        pm.hook.registry_configure(config=config)
         from registry.app import create_app
 
-        app = create_app(config, pm)
+        app = create_app(config, pm)  # calls registry_configure
     except ConfigError as exc:
         return _refuse(exc, config.source)
 
@@ -126,13 +125,23 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server = Server(app, config)
     except (OSError, ValueError) as exc:  # address in use, host that does not resolve...
-        log.error("cannot listen on %s: %s", options_of(config, "http").get("addr", "the default address"), exc)
+        log.error("cannot listen on %s: %s", _addresses(config), exc)
+        app.shutdown()
         return 1
-    from registry.storage.purge import start_purger
-
-    start_purger(app.registry_context.store.driver, config)  # type: ignore[attr-defined]
-    run_until_signalled(server, describe=describe_storage(config, pm))
+    # Started once the listeners are bound, stopped once requests in flight have drained.
+    app.startup()
+    try:
+        run_until_signalled(server, describe=describe_storage(config, pm))
+    finally:
+        app.shutdown()
     return 0
+
+
+def _addresses(config: Config) -> str:
+    http = options_of(config, "http")
+    debug = options_of(config, "http.debug").get("addr")
+    main = http.get("addr", "the default address")
+    return f"{main} (or the debug address {debug})" if debug else str(main)
 
 
 def _plugins(args: argparse.Namespace) -> int:

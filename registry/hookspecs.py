@@ -8,6 +8,21 @@ Threads: configuration and declaration hooks run once, in the main thread, befor
 hooks (auth) run in the request's worker thread. Event and reporting hooks run in the worker thread
 that finished the work, after the response's fate is decided; the core calls each implementation on
 its own and logs and swallows its exceptions, so one failing plugin never blocks another or the client.
+
+Lifecycle: :func:`registry.app.create_app` calls ``registry_configure`` (once per app) and collects
+the declarations (routes, health checks); ``app.startup()`` starts the core's maintenance threads
+(upload purging, the storage health check) and calls ``registry_startup``; ``app.shutdown()`` calls
+``registry_shutdown``, stops those threads and closes the storage driver. ``registry serve`` calls
+both around serving (shutdown after requests in flight have drained); whoever embeds ``create_app``
+in another WSGI server calls them too, or uses the app as a context manager::
+
+    app = create_app(config, create_plugin_manager())
+    with app:                      # app.startup() ... app.shutdown()
+        wsgi = app.wsgi_app()      # the app wrapped in every registry_wsgi_middleware
+        serve_somehow(wsgi)        # and app.debug_app on the debug address, if any
+
+The debug listener (``http.debug.addr``, off by default) serves ``/debug/health`` and the routes
+plugins declare for it; it never serves the API.
 """
 
 from __future__ import annotations
@@ -20,7 +35,9 @@ import pluggy
 from registry import PROJECT
 
 if TYPE_CHECKING:
-    from registry.auth import Access, AuthDescriptor
+    from registry.auth import Access, AuthDescriptor, Grant
+    from registry.health import HealthCheck
+    from registry.routes import Route
     from registry.storage.descriptor import DriverDescriptor
     from registry.storage.middleware import MiddlewareDescriptor
 
@@ -51,7 +68,80 @@ def registry_configure(config: Mapping[str, Any]) -> None:
     :param config: the full configuration; a plugin reads only its own section.
     :return: nothing; raise :class:`registry.config.ConfigError` to refuse to start.
 
-    All implementations are called, once, in the main thread, before the app serves.
+    All implementations are called, once per app, by :func:`registry.app.create_app`, in the main
+    thread, before the app serves.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def registry_startup(app: Any, config: Mapping[str, Any]) -> None:
+    """Start what the plugin runs beside the requests (a delivery queue, a key refresher...).
+
+    :param app: the registry's Falcon app (:class:`registry.app.RegistryApp`), about to serve.
+    :param config: the full configuration; a plugin reads only its own section.
+    :return: ignored.
+
+    Called by ``app.startup()`` (``registry serve`` calls it once its listeners are bound), in the
+    main thread, after the core's own threads have started. Every implementation is called on its
+    own; exceptions are logged and swallowed, so one plugin failing to start never stops another.
+    Threads started here should be daemon threads, stopped in :func:`registry_shutdown`.
+    """
+
+
+@hookspec
+def registry_shutdown() -> None:
+    """Stop what :func:`registry_startup` started; flush what must not be lost.
+
+    :return: ignored.
+
+    Called by ``app.shutdown()`` (``registry serve`` calls it on SIGTERM or SIGINT, after requests
+    in flight have drained), in the main thread, before the core stops its threads and closes the
+    storage driver. Every implementation is called on its own; exceptions are logged and swallowed.
+    Return within a few seconds: the process is exiting.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes and middleware
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def registry_routes() -> Sequence[Route] | None:
+    """Declare extra HTTP routes, on the main listener or the debug listener.
+
+    :return: a list of :class:`registry.routes.Route` (``path``: a regular expression matched
+        against the whole path, its named groups passed as keyword arguments; ``handler``: a Falcon
+        resource with ``on_get``... responders, or a WSGI application; ``listener``: ``"main"``
+        or ``"debug"``), or ``None``. A route may not start with ``/v2`` (the API's own routes
+        are never shadowed), nor be ``/debug/health``; either is a start-up error. Main-listener
+        routes are tried after the API's.
+
+    All results are used; an implementation that raises is logged and skipped. Called once per
+    app by :func:`registry.app.create_app`, in the main thread; the handlers run in request worker
+    threads.
+    """
+
+
+@hookspec
+def registry_wsgi_middleware(app: Any, config: Mapping[str, Any]) -> Any | None:
+    """Wrap the registry's WSGI application (New Relic, a profiler, an access log...).
+
+    :param app: the WSGI application to wrap: the Falcon app, or what an earlier implementation
+        returned.
+    :param config: the full configuration; a plugin reads only its own section.
+    :return: a WSGI callable wrapping ``app``, or ``None`` to leave it as it is.
+
+    Each implementation wraps the previous result, in pluggy's order (the last registered plugin
+    wraps the app itself, the first registered is outermost); one that raises is logged and
+    skipped. Called
+    once by ``app.wsgi_app()``, which ``registry serve`` serves on the main listener (the debug
+    listener is not wrapped), in the main thread.
     """
 
 
@@ -88,6 +178,25 @@ def registry_storage_middleware() -> Sequence[MiddlewareDescriptor] | None:
     """
 
 
+@hookspec
+def registry_storage_call(driver: str, operation: str, seconds: float, error: BaseException | None) -> None:
+    """Hear of one call into the storage driver, for metrics.
+
+    :param driver: the driver's name (``filesystem``, ``s3``...).
+    :param operation: the driver method (``get_content``, ``stat``, ``writer``, ``move``...), or
+        ``writer.<method>`` for a writer's (``writer.write``, ``writer.commit``...); ``walk`` is not
+        reported (it is lazy).
+    :param seconds: how long the call took (for ``reader`` and ``writer``: opening them).
+    :param error: the :class:`registry.storage.driver.StorageError` the call raised (what the core
+        sees, ``PathNotFoundError`` included), or ``None``.
+    :return: ignored.
+
+    Called by the storage wrapper after every driver call, in the thread that made it. When no
+    plugin implements this hook the wrapper does no timing at all. Every implementation is called
+    on its own; exceptions are logged and swallowed. Keep it cheap: a manifest pull makes three calls.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Auth
 # ---------------------------------------------------------------------------------------------
@@ -106,12 +215,16 @@ def registry_auth_backends() -> Sequence[AuthDescriptor] | None:
 
 
 @hookspec(firstresult=True)
-def registry_authorize(request: Any, identity: str | None, access: Sequence[Access]) -> bool | None:
+def registry_authorize(
+    request: Any, identity: str | None, access: Sequence[Access], grant: Grant
+) -> bool | None:
     """Veto or allow a request after the access controller has authenticated it.
 
     :param request: the Falcon request.
     :param identity: the authenticated subject, or ``None`` for an anonymous request.
     :param access: the repository actions the request needs (``Access(type, name, action)``).
+    :param grant: what the access controller returned (:class:`registry.auth.Grant`: ``identity``
+        and the controller's ``details``, e.g. a token's claims); ``Grant()`` when anonymous.
     :return: ``False`` to deny (the client gets ``DENIED``), ``True`` to allow, ``None`` to let the
         next implementation (and finally the access controller's own decision) stand.
 
@@ -129,8 +242,10 @@ def registry_event(event: Mapping[str, Any]) -> None:
     """Hear of a change or an access after it has been committed.
 
     :param event: one event in Distribution's notification envelope format (``id``, ``timestamp``,
-        ``action`` = ``push``/``pull``/``delete``/``mount``, ``target``, ``request``, ``actor``,
-        ``source``), valid against ``schemas/event.json``.
+        ``action`` = ``push``/``pull``/``delete``/``mount``, ``target`` with ``url`` for pushes,
+        pulls and mounts, ``request`` with ``id``/``addr``/``host``/``method``/``useragent``,
+        ``actor`` with the authenticated ``name``, ``source``), valid against ``schemas/event.json``.
+        A redirected blob pull is a pull too.
     :return: ignored.
 
     Every implementation is called on its own, in the request's worker thread, after storage is
@@ -169,4 +284,31 @@ def registry_request_finished(method: str, route: str, status: int, duration: fl
 
     Every implementation is called on its own; exceptions are logged and swallowed. Keep it cheap:
     it runs on every request.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Health
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def registry_health_checks() -> Sequence[HealthCheck] | None:
+    """Declare health checks, served at ``/debug/health`` on the debug listener.
+
+    :return: a list of :class:`registry.health.HealthCheck` (``name``, ``check``: a callable taking
+        no arguments that returns when healthy and raises when not, the exception's text being
+        what ``/debug/health`` shows), or ``None``. ``/debug/health`` answers 200 ``{}`` when every
+        check passes and 503 ``{"<name>": "<error text>"}`` when any fails, and meanwhile every
+        request on the main listener gets 503 ``UNAVAILABLE``, as in Distribution (a load balancer
+        takes the node out of rotation).
+        A check that needs slow work runs it on its own thread; :class:`registry.health.PeriodicCheck`
+        does that (started and stopped with the app) and turns unhealthy after ``threshold``
+        consecutive failures, like the built-in ``health.storagedriver`` check.
+
+    All results are used; an implementation that raises is logged and skipped. Called once per
+    app by :func:`registry.app.create_app`, in the main thread. Each ``check`` is called on every
+    ``/debug/health`` request and every API request, in its worker thread, on its own (an
+    exception is that check's failure, never the others'): it must take microseconds, not a round
+    trip.
     """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -70,10 +70,42 @@ def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
             log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
 
 
-def collect(pm: pluggy.PluginManager, hook_name: str) -> list[Any]:
-    """Flatten the list results of a declaration hook (``registry_storage_drivers``...)."""
+def each_caller(pm: pluggy.PluginManager, hook_name: str) -> Callable[..., None] | None:
+    """A function calling every implementation of ``hook_name`` on its own (as :func:`call_each`),
+    with the implementations looked up now; ``None`` when there are none, so that a hot path can
+    skip the work of building the arguments (the storage wrapper's timing, for one)."""
+    hook = getattr(pm.hook, hook_name)
+    impls = [(impl.plugin_name, impl.function, impl.argnames) for impl in reversed(hook.get_hookimpls())]
+    if not impls:
+        return None
+
+    def call(**kwargs: Any) -> None:
+        for plugin_name, function, argnames in impls:
+            try:
+                function(*[kwargs[name] for name in argnames])
+            except Exception:
+                log.exception("plugin %s failed in %s", plugin_name, hook_name)
+
+    return call
+
+
+def collect(pm: pluggy.PluginManager, hook_name: str, *, isolated: bool = False) -> list[Any]:
+    """Flatten the list results of a declaration hook (``registry_storage_drivers``...).
+
+    :param isolated: call each implementation on its own, logging and skipping one that raises
+        (for optional features: routes, health checks), instead of letting the error propagate.
+    """
+    if not isolated:
+        results = getattr(pm.hook, hook_name)()
+    else:
+        results = []
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            try:
+                results.append(impl.function())
+            except Exception:
+                log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
     items: list[Any] = []
-    for result in getattr(pm.hook, hook_name)():
+    for result in results:
         if result:
             items.extend(result)
     return items
@@ -109,8 +141,12 @@ class PluginInfo:
             kinds.append("auth")
         if "registry_event" in self.hooks:
             kinds.append("notification")
-        if {"registry_report_exception", "registry_request_finished"} & set(self.hooks):
+        if {"registry_report_exception", "registry_request_finished", "registry_storage_call"} & set(self.hooks):
             kinds.append("reporting")
+        if "registry_health_checks" in self.hooks:
+            kinds.append("health")
+        if {"registry_routes", "registry_wsgi_middleware"} & set(self.hooks):
+            kinds.append("web")
         return ",".join(kinds) or "other"
 
 

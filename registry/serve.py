@@ -3,6 +3,10 @@
 On SIGTERM or SIGINT the server stops accepting connections, closes idle keep-alive connections and
 lets requests in flight finish for up to ``http.draintimeout`` (10s by default) before it exits; a
 second signal exits at once. Distribution drains the same way.
+
+With ``http.debug.addr`` a second listener serves the app's debug app (``/debug/health``, plugin
+debug routes) from the same event loop, with its own two worker threads so that a health probe is
+answered even while every API worker is busy.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from waitress.buffers import OverflowableBuffer
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask, WSGITask
 
-from registry.config import drain_timeout, http_addr, http_net, http_prefix
+from registry.config import drain_timeout, http_addr, http_net, http_prefix, parse_addr
 from registry.handlers.base import API_VERSION_HEADER
 from registry.plugins import options_of
 from registry.spool import spooling_parser, usable_spool_directory
@@ -43,6 +47,9 @@ WAITRESS_DEFAULTS: Mapping[str, Any] = {
 
 #: The most bytes of a response waitress reads per attempt to send (see :class:`_Channel`).
 SEND_CHUNK = 1 << 20
+
+#: Worker threads of the debug listener: health probes and metrics scrapes, one or two at a time.
+DEBUG_THREADS = 2
 
 # How often the serving loop looks at the stop flag, and how often it checks on draining connections.
 _POLL_SECONDS = 0.5
@@ -65,13 +72,25 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
     if http_net(config) == "unix":
         options["unix_socket"] = str(options_of(config, "http").get("addr"))
     else:
-        host, port = http_addr(config)
-        if not host:
-            host = "*"  # Go's ":5000": every interface, IPv4 and IPv6
-        elif ":" in host:
-            host = f"[{host}]"
-        options["listen"] = f"{host}:{port}"
+        options["listen"] = _listen(*http_addr(config))
     return options
+
+
+def _listen(host: str, port: int) -> str:
+    if not host:
+        host = "*"  # Go's ":5000": every interface, IPv4 and IPv6
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def debug_addr(config: Mapping[str, Any]) -> tuple[str, int] | None:
+    """``http.debug.addr`` as ``(host, port)``, or ``None`` when there is no debug listener.
+
+    :raises ValueError: when the address is not ``HOST:PORT``.
+    """
+    addr = options_of(config, "http.debug").get("addr")
+    return parse_addr(str(addr)) if addr else None
 
 
 class _OCIErrorTask(ErrorTask):
@@ -177,13 +196,18 @@ def _channel_class(app: Callable[..., Any]) -> type[HTTPChannel]:
 class Server:
     """A waitress server that can be stopped gracefully from a signal handler or another thread.
 
-    :param app: the WSGI application.
+    :param app: the WSGI application; for the registry's app (:func:`registry.app.create_app`),
+        what its ``wsgi_app()`` returns (the app in the plugins' WSGI middleware) is served.
     :param config: the registry configuration (``http.*`` is read).
+    :param debug_app: served on ``http.debug.addr`` if that is set; default: ``app.debug_app``.
     """
 
-    def __init__(self, app: Callable[..., Any], config: Mapping[str, Any]) -> None:
+    def __init__(self, app: Callable[..., Any], config: Mapping[str, Any], *,
+                 debug_app: Callable[..., Any] | None = None) -> None:
         self.drain_timeout = drain_timeout(config)
-        self._server: Any = waitress.server.create_server(app, **waitress_options(config))
+        wrap = getattr(app, "wsgi_app", None)
+        served = wrap() if callable(wrap) else app
+        self._server: Any = waitress.server.create_server(served, **waitress_options(config))
         # One listener comes back as itself, several (localhost: IPv4 and IPv6) as a MultiSocketServer.
         if isinstance(self._server, waitress.server.MultiSocketServer):
             self._map: dict[int, Any] = self._server.map
@@ -194,6 +218,19 @@ class Server:
             if isinstance(dispatcher, waitress.server.BaseWSGIServer):
                 dispatcher.channel_class = channel_class
         self._adj = self._server.adj
+        self._debug: Any = None
+        debug = debug_addr(config)
+        debug_app = debug_app if debug_app is not None else getattr(app, "debug_app", None)
+        if debug is not None and debug_app is not None:
+            try:
+                # The same map: one event loop serves both listeners, and draining drains both.
+                self._debug = waitress.server.create_server(
+                    debug_app, map=self._map, listen=_listen(*debug), threads=DEBUG_THREADS,
+                    ident=WAITRESS_DEFAULTS["ident"],
+                )
+            except BaseException:
+                self._close_listeners()
+                raise
         self._stop_requested = False
         self._force = False
         self._reason = ""
@@ -208,10 +245,16 @@ class Server:
         """The URLs the server listens on, with the real port when ``http.addr`` asked for port 0."""
         if self._adj.unix_socket:
             return [f"unix:{self._adj.unix_socket}"]
-        listening = getattr(self._server, "effective_listen", None)
-        if listening is None:
-            listening = [(self._server.effective_host, self._server.effective_port)]
-        return [f"http://[{h}]:{p}" if ":" in str(h) else f"http://{h}:{p}" for h, p in listening]
+        return _urls(self._server)
+
+    @property
+    def debug_addresses(self) -> list[str]:
+        """The URLs of the debug listener (none without ``http.debug.addr``)."""
+        return _urls(self._debug) if self._debug is not None else []
+
+    def _close_listeners(self) -> None:
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        wasyncore.close_all(self._map)
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask the server to drain and return from :meth:`run`; a second call stops draining.
@@ -236,8 +279,9 @@ class Server:
                 )
             self._drain()
         finally:
-            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
-            wasyncore.close_all(self._map)
+            if self._debug is not None:
+                self._debug.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+            self._close_listeners()
 
     def _drain(self) -> None:
         log.info("%s: draining requests in flight (up to %gs), then stopping", self._reason, self.drain_timeout)
@@ -265,8 +309,16 @@ class Server:
             wasyncore.loop(timeout=_DRAIN_POLL_SECONDS, map=self._map, use_poll=self._adj.asyncore_use_poll, count=1)
 
 
+def _urls(server: Any) -> list[str]:
+    listening = getattr(server, "effective_listen", None)
+    if listening is None:
+        listening = [(server.effective_host, server.effective_port)]
+    return [f"http://[{h}]:{p}" if ":" in str(h) else f"http://{h}:{p}" for h, p in listening]
+
+
 def serve(app: Callable[..., Any], config: Mapping[str, Any], *, describe: str = "") -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
+    """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully (the app's ``startup()``
+    and ``shutdown()`` are the caller's: see ``registry serve``).
 
     :param describe: extra words for the listening line (e.g. the storage driver).
     :raises OSError: when the address cannot be bound (in use, not local).
@@ -285,6 +337,8 @@ def run_until_signalled(server: Server, *, describe: str = "") -> None:
     try:
         suffix = f" ({describe})" if describe else ""
         log.info("registry listening on %s%s", ", ".join(server.addresses), suffix)
+        if server.debug_addresses:
+            log.info("debug listener on %s (/debug/health)", ", ".join(server.debug_addresses))
         server.run()
         log.info("registry stopped")
     finally:
@@ -292,4 +346,4 @@ def run_until_signalled(server: Server, *, describe: str = "") -> None:
             signal.signal(sig, handler)
 
 
-__all__ = ["WAITRESS_DEFAULTS", "Server", "run_until_signalled", "serve", "waitress_options"]
+__all__ = ["WAITRESS_DEFAULTS", "Server", "debug_addr", "run_until_signalled", "serve", "waitress_options"]

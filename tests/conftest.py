@@ -11,6 +11,7 @@ import pytest
 
 from registry.app import create_app
 from registry.plugins import by_name, create_plugin_manager
+from tests.events import EventRecorder
 
 
 def _drivers() -> list[str]:
@@ -29,10 +30,18 @@ def driver(request: pytest.FixtureRequest, tmp_path):
 
 
 @pytest.fixture
-def make_client(driver):
+def events() -> Iterator[EventRecorder]:
+    """Every event of the apps ``make_client`` builds; the test fails if one breaks schemas/event.json."""
+    recorder = EventRecorder()
+    yield recorder
+    recorder.assert_valid()
+
+
+@pytest.fixture
+def make_client(driver, events):
     def make(delete: bool = True, plugins=()) -> falcon.testing.TestClient:
         config = {"version": 0.1, "storage": {driver.name: {}, "delete": {"enabled": delete}}}
-        pm = create_plugin_manager(plugins=plugins)
+        pm = create_plugin_manager(plugins=[events, *plugins])
         return falcon.testing.TestClient(create_app(config, pm, driver=driver))
 
     return make

@@ -29,8 +29,7 @@ needs_filesystem = pytest.mark.skipif(
 #: What the core does not act on in tests/test_config.py's Distribution sample, by the table in
 #: registry.config.settings (a feature that starts acting on one of these removes it here).
 SAMPLE_NOT_ACTED_ON = [
-    "health",
-    "http.debug",
+    "http.debug.prometheus",
     "http.http2",
     "http.secret",
     "notifications",

@@ -5,11 +5,14 @@ Run: ``python contrib/dev/gen_hook_docs.py`` (``--check`` exits 1 when docs/hook
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 from pathlib import Path
 
 from registry import hookspecs
+from registry.health import HealthCheck, PeriodicCheck
+from registry.routes import Route
 
 HEADER = """# Hook reference
 
@@ -18,6 +21,60 @@ Plugins implement hooks with `@registry.hookimpl` and register through the `regi
 entry-point group. An implementation may take any subset of a hook's arguments.
 
 """
+
+
+EPILOGUE = """
+## Lifecycle, step by step
+
+`registry serve` loads and validates the configuration, then:
+
+1. `create_app(config, pm)` calls `registry_configure` (once per app; a `ConfigError` refuses to
+   start), builds the storage driver and access controller, and collects `registry_routes` and
+   `registry_health_checks` (a route under `/v2` is a start-up error).
+2. It binds the main listener (`http.addr`) and, with `http.debug.addr`, the debug listener.
+3. `app.startup()`: upload purging (`storage.maintenance.uploadpurging`) and every periodic health
+   check start, then `registry_startup(app, config)` is called.
+4. It serves `app.wsgi_app()` (the app inside every `registry_wsgi_middleware`) on the main
+   listener and `app.debug_app` on the debug listener, until SIGTERM or SIGINT.
+5. It drains requests in flight (`http.draintimeout`), then `app.shutdown()`: `registry_shutdown()`
+   is called, the core's threads stop, and the storage driver's `close()` is called.
+
+Embedding `create_app` in another WSGI server does the same by hand:
+
+```python
+import os
+
+from registry.app import create_app
+from registry.config import load_config
+from registry.plugins import create_plugin_manager
+
+pm = create_plugin_manager()
+app = create_app(load_config("config.yml", os.environ, pm), pm)
+with app:                    # app.startup() now, app.shutdown() on leaving
+    wsgi = app.wsgi_app()    # serve this; and app.debug_app on a private address, if wanted
+    ...
+```
+
+Every request gets an id: its `X-Request-Id` header if that is a token of at most 128 characters,
+else a new UUID. It is sent back in `X-Request-Id` and is the `request.id` of the request's events.
+
+## Descriptors
+
+"""
+
+
+def _descriptor(cls: type) -> str:
+    if dataclasses.is_dataclass(cls):
+        params = []
+        for field in dataclasses.fields(cls):
+            default = "" if field.default is dataclasses.MISSING else f" = {field.default!r}"
+            params.append(f"{field.name}: {field.type}{default}")
+        sig = f"({', '.join(params)})"
+    else:
+        signature = inspect.signature(cls).replace(return_annotation=inspect.Signature.empty)
+        sig = str(signature).replace("'", "")
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    return f"### `{cls.__module__}.{cls.__name__}`\n\n```python\n{cls.__name__}{sig}\n```\n\n{doc}\n"
 
 
 def hook_names() -> list[str]:
@@ -33,6 +90,8 @@ def render() -> str:
         first = " (firstresult: stops at the first non-`None` result)" if opts.get("firstresult") else ""
         sig = str(inspect.signature(fn))
         out.append(f"\n## `{name}`{first}\n\n```python\ndef {name}{sig}\n```\n\n{inspect.cleandoc(fn.__doc__ or '')}\n")
+    out.append(EPILOGUE)
+    out.append("\n".join(_descriptor(cls) for cls in (Route, HealthCheck, PeriodicCheck)))
     return "".join(out)
 
 

@@ -50,6 +50,10 @@ CORE_ACTS_ON: frozenset[str] = frozenset(
         "http.headers",
         "http.draintimeout",
         "http.waitress",
+        "http.host",
+        "http.debug.addr",
+        "health.storagedriver",
+        "middleware.storage",
         "catalog.maxentries",
     }
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import random
+import re
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,40 @@ log = logging.getLogger(__name__)
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 
+#: The header carrying a request's id, in and out (as proxies and Distribution's clients use it).
+REQUEST_ID_HEADER = "X-Request-Id"
+
+# An incoming id is kept only if it is a short HTTP token (RFC 9110 tchar): it goes into logs,
+# events and a response header, where a long or odd one could forge lines or break parsers.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
+
+
+# A version-4 UUID's fixed bits: the version nibble (4) and the RFC 4122 variant (0b10).
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID, in a third of ``str(uuid.uuid4())``'s time (every request makes
+    one; a manifest pull is short enough for that to show). A request id names, it does not guard:
+    :mod:`random` (reseeded in every forked process) is random enough."""
+    h = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def request_id(req: falcon.Request) -> str:
+    """The request's id: its ``X-Request-Id`` if that is a token of at most 128 characters, else
+    a new UUID; made on first use and kept in ``req.context.request_id``."""
+    rid = req.context.get("request_id")
+    if rid is None:
+        incoming = req.get_header(REQUEST_ID_HEADER)
+        rid = incoming if incoming is not None and _REQUEST_ID.fullmatch(incoming) else new_request_id()
+        req.context.request_id = rid
+    return rid
+
+
+_ANONYMOUS = Grant()
+
 
 @dataclasses.dataclass
 class Context:
@@ -38,17 +74,25 @@ class Context:
     delete_enabled: bool = False
     redirect_enabled: bool = True
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: ``http.host``: the base of the URLs in events, instead of the request's own.
+    external_url: str | None = None
     instance_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     source_addr: str = dataclasses.field(default_factory=socket.gethostname)
 
     def authorize(self, req: falcon.Request, access: Sequence[Access]) -> Grant:
-        """Authenticate ``req`` and check it may perform ``access``; raise an OCI error if not."""
-        grant = self.access.authorize(req, access) if self.access is not None else Grant()
+        """Authenticate ``req`` and check it may perform ``access``; raise an OCI error if not.
+
+        The grant is kept in ``req.context.grant`` (and its identity in ``req.context.identity``)
+        for the request's events.
+        """
+        grant = self.access.authorize(req, access) if self.access is not None else _ANONYMOUS
         hook = self.pm.hook.registry_authorize
         # A pluggy call costs more than the rest of this method: skip it when nothing implements it.
-        verdict = hook(request=req, identity=grant.identity, access=list(access)) if hook.get_hookimpls() else None
-        if verdict is False:
-            raise Denied(detail=[{"Type": a.type, "Name": a.name, "Action": a.action} for a in access])
+        if hook.get_hookimpls():
+            verdict = hook(request=req, identity=grant.identity, access=list(access), grant=grant)
+            if verdict is False:
+                raise Denied(detail=[{"Type": a.type, "Name": a.name, "Action": a.action} for a in access])
+        req.context.grant = grant
         req.context.identity = grant.identity
         return grant
 
@@ -56,23 +100,32 @@ class Context:
         """Whether any plugin implements ``registry_event``: building an event is wasted otherwise."""
         return bool(self.pm.hook.registry_event.get_hookimpls())
 
-    def emit(self, req: falcon.Request, action: str, name: str, target: Mapping[str, Any]) -> None:
-        """Send a Distribution-shaped event to every ``registry_event`` implementation."""
+    def emit(self, req: falcon.Request, action: str, name: str, target: Mapping[str, Any],
+             kind: str = "blobs") -> None:
+        """Send a Distribution-shaped event to every ``registry_event`` implementation.
+
+        :param kind: ``blobs`` or ``manifests``: which URL a push, pull or mount target links to.
+        """
         if not self.wants_events():
             return
+        full = {"repository": name, **target}
+        if action != "delete" and "digest" in full and "url" not in full:
+            base = self.external_url + req.root_path if self.external_url else req.prefix
+            full["url"] = f"{base}/v2/{name}/{kind}/{full['digest']}"
+        identity = req.context.get("identity")
         event = {
             "id": str(uuid.uuid4()),
             "timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
             "action": action,
-            "target": {"repository": name, **target},
+            "target": full,
             "request": {
-                "id": req.context.get("request_id", ""),
+                "id": request_id(req),
                 "addr": req.remote_addr or "",
                 "host": req.host,
                 "method": req.method,
                 "useragent": req.user_agent or "",
             },
-            "actor": {"name": req.context.get("identity")} if req.context.get("identity") else {},
+            "actor": {"name": identity} if identity else {},
             "source": {"addr": self.source_addr, "instanceID": self.instance_id},
         }
         call_each(self.pm, "registry_event", event=event)

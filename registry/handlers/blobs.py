@@ -101,6 +101,7 @@ class BlobResource:
                 resp.status = falcon.HTTP_307
                 resp.location = url
                 resp.content_length = 0
+                self.ctx.emit(req, "pull", name, event_target(d, size))  # the client pulls it from there
                 return
         if rng is None:
             resp.stream = self.ctx.store.open_blob(d)

@@ -88,7 +88,7 @@ class ManifestResource:
         self._headers(resp, d, raw)
         resp.data = raw
         if self.ctx.wants_events():
-            self.ctx.emit(req, "pull", name, event_target(d, len(raw), resp.content_type, tag))
+            self.ctx.emit(req, "pull", name, event_target(d, len(raw), resp.content_type, tag), "manifests")
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)
@@ -123,7 +123,7 @@ class ManifestResource:
         resp.location = url(req, f"/v2/{name}/manifests/{d}")
         resp.set_header("Docker-Content-Digest", str(d))
         resp.content_length = 0
-        self.ctx.emit(req, "push", name, event_target(d, len(raw), manifest.media_type, tag))
+        self.ctx.emit(req, "push", name, event_target(d, len(raw), manifest.media_type, tag), "manifests")
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)

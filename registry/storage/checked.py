@@ -1,13 +1,16 @@
-"""The wrapper every driver passes through: path validation and error normalization.
+"""The wrapper every driver passes through: path validation, error normalization and call timing.
 
 Like Distribution's ``base.Base``: whatever a driver does, the rest of the core sees only valid paths
-going in and :class:`~registry.storage.driver.StorageError` subclasses coming out.
+going in and :class:`~registry.storage.driver.StorageError` subclasses coming out. Timing (for the
+``registry_storage_call`` hook) is a separate subclass, chosen once when the wrapper is built, so
+that a registry without metrics plugins pays nothing for it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, TypeVar
 
@@ -185,9 +188,73 @@ class CheckedDriver(StorageDriver):
         self._call("/", self.inner.close)
 
 
-def checked(driver: StorageDriver) -> CheckedDriver:
-    """Wrap ``driver`` unless it is already wrapped."""
-    return driver if isinstance(driver, CheckedDriver) else CheckedDriver(driver)
+#: Reports one driver call: ``(driver name, operation, seconds, error or None)``.
+CallObserver = Callable[[str, str, float, "BaseException | None"], None]
+
+#: The driver methods :class:`ObservedDriver` times (``walk`` is lazy: there is no one call to time);
+#: a writer's methods are reported as ``writer.write``, ``writer.commit``...
+OBSERVED_OPERATIONS = (
+    "get_content", "put_content", "put_scratch", "reader", "writer", "stat", "list", "move",
+    "move_scratch", "delete", "redirect_url", "close",
+)
 
 
-__all__ = ["CheckedDriver", "checked", "validate_path"]
+def _timed(operation: str, plain: Callable[..., T], driver_name: Callable[[object], str]) -> Callable[..., T]:
+    def method(self: object, *args: object, **kwargs: object) -> T:
+        on_call = self._on_call  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        try:
+            result = plain(self, *args, **kwargs)
+        except Exception as exc:
+            on_call(driver_name(self), operation, time.perf_counter() - started, exc)
+            raise
+        on_call(driver_name(self), operation, time.perf_counter() - started, None)
+        return result
+
+    method.__name__ = method.__qualname__ = plain.__name__
+    method.__doc__ = plain.__doc__
+    return method
+
+
+class _ObservedWriter(_CheckedWriter):
+    """A :class:`_CheckedWriter` reporting its calls (``writer.commit`` is the one an object
+    store's metrics want: it completes the multipart upload). It adds no state but ``_on_call``."""
+
+    _on_call: CallObserver
+
+
+class ObservedDriver(CheckedDriver):
+    """A :class:`CheckedDriver` that reports every call's duration and error to ``on_call``."""
+
+    def __init__(self, inner: StorageDriver, on_call: CallObserver) -> None:
+        super().__init__(inner)
+        self._on_call = on_call
+
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        writer = CheckedDriver.writer(self, path, append)
+        if type(writer) is _CheckedWriter:
+            # The same object, timed: the subclass adds no state, so switching the class is safe.
+            writer.__class__ = _ObservedWriter
+            writer._on_call = self._on_call  # type: ignore[attr-defined]
+        return writer
+
+
+# Generated rather than written out: whatever methods the contract has (it is still growing), timed.
+for _operation in OBSERVED_OPERATIONS:
+    _plain = vars(ObservedDriver).get(_operation) or getattr(CheckedDriver, _operation, None)
+    if _plain is not None:
+        setattr(ObservedDriver, _operation, _timed(_operation, _plain, lambda d: d.name))
+for _name, _value in list(vars(_CheckedWriter).items()):
+    if not _name.startswith("_") and callable(_value):
+        setattr(_ObservedWriter, _name, _timed(f"writer.{_name}", _value, lambda w: w._name))
+
+
+def checked(driver: StorageDriver, on_call: CallObserver | None = None) -> CheckedDriver:
+    """Wrap ``driver`` unless it is already wrapped; with ``on_call``, in an :class:`ObservedDriver`
+    (re-wrapping the inner driver of a plain :class:`CheckedDriver`)."""
+    if on_call is None:
+        return driver if isinstance(driver, CheckedDriver) else CheckedDriver(driver)
+    return ObservedDriver(driver.inner if isinstance(driver, CheckedDriver) else driver, on_call)
+
+
+__all__ = ["OBSERVED_OPERATIONS", "CallObserver", "CheckedDriver", "ObservedDriver", "checked", "validate_path"]

@@ -78,32 +78,62 @@ def purge_uploads(driver: StorageDriver, age: float, *, dry_run: bool = False,
     return purged
 
 
-def start_purger(driver: StorageDriver, config: Mapping[str, Any]) -> threading.Thread | None:
-    """Run :func:`purge_uploads` now and every ``interval`` in a daemon thread, if enabled."""
+class Purger:
+    """Runs :func:`purge_uploads` every ``interval`` in a daemon thread, until :meth:`stop`.
+
+    As Distribution: a random delay before the first run (up to an hour, or the interval), so a
+    restart, or many processes started together, do not all walk the storage at once.
+    """
+
+    def __init__(self, driver: StorageDriver, *, age: float = DEFAULT_AGE, interval: float = DEFAULT_INTERVAL,
+                 dry_run: bool = False, first_delay: float | None = None) -> None:
+        self.driver, self.age, self.interval, self.dry_run = driver, age, interval, dry_run
+        self.first_delay = random.uniform(0, min(interval, 3600.0)) if first_delay is None else first_delay
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        if self._stop.wait(self.first_delay):
+            return
+        while True:
+            try:
+                purged = purge_uploads(self.driver, self.age, dry_run=self.dry_run)
+                if purged:
+                    log.info("upload purging %s %d abandoned uploads",
+                             "found" if self.dry_run else "removed", len(purged))
+            except StorageError as exc:
+                log.warning("upload purging failed: %s", exc)
+            self.runs += 1
+            if self._stop.wait(max(self.interval, 60.0)):
+                return
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread; a second call does nothing."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="upload-purger", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread, waiting up to ``timeout`` seconds for a purge in progress to finish."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("upload purging still running after %gs; leaving it to exit with the process", timeout)
+
+
+def purger_for(driver: StorageDriver, config: Mapping[str, Any]) -> Purger | None:
+    """The :class:`Purger` that ``storage.maintenance.uploadpurging`` asks for (not started), or
+    ``None`` when purging is disabled."""
     options = options_of(config, "storage.maintenance.uploadpurging")
     if options.get("enabled", True) is False:
         return None
     age = parse_duration(options["age"]) if options.get("age") is not None else DEFAULT_AGE
     interval = parse_duration(options["interval"]) if options.get("interval") is not None else DEFAULT_INTERVAL
-    dry_run = options.get("dryrun") is True
-    stop = threading.Event()
-    # As Distribution: a random delay before the first run (up to an hour, or the interval), so a
-    # restart, or many processes started together, do not all walk the storage at once.
-    first_delay = random.uniform(0, min(interval, 3600.0))
-
-    def loop() -> None:
-        if stop.wait(first_delay):
-            return
-        while True:
-            try:
-                purged = purge_uploads(driver, age, dry_run=dry_run)
-                if purged:
-                    log.info("upload purging %s %d abandoned uploads", "found" if dry_run else "removed", len(purged))
-            except StorageError as exc:
-                log.warning("upload purging failed: %s", exc)
-            if stop.wait(max(interval, 60.0)):
-                return
-
-    thread = threading.Thread(target=loop, name="upload-purger", daemon=True)
-    thread.start()
-    return thread
+    return Purger(driver, age=age, interval=interval, dry_run=options.get("dryrun") is True)
