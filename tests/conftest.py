@@ -12,10 +12,12 @@ import pytest
 from registry.app import create_app
 from registry.plugins import by_name, create_plugin_manager
 from tests.events import EventRecorder
+from tests.objstore import ObjectStoreDriver
 
 
 def _drivers() -> list[str]:
-    names = ["inmemory"]
+    # objstore: the object-store-like test driver (tests/objstore.py), S3's rules in memory.
+    names = ["inmemory", "objstore"]
     if "filesystem" in by_name(create_plugin_manager(), "registry_storage_drivers"):
         names.append("filesystem")
     return names
@@ -23,7 +25,10 @@ def _drivers() -> list[str]:
 
 @pytest.fixture(params=_drivers())
 def driver(request: pytest.FixtureRequest, tmp_path):
-    """A fresh storage driver: each test body runs once per installed core driver."""
+    """A fresh storage driver: each test body runs once per installed core driver, and once on the
+    object-store-like test driver."""
+    if request.param == "objstore":
+        return ObjectStoreDriver()
     descriptor = by_name(create_plugin_manager(), "registry_storage_drivers")[request.param]
     params = {"rootdirectory": str(tmp_path / "root")} if request.param == "filesystem" else {}
     return descriptor.factory(params)

@@ -1,0 +1,196 @@
+"""The core on an object store: the exported suite on the object-store-like test driver
+(tests/objstore.py: S3's rules in memory), and what an upload costs there, counted.
+
+The counts are the point of the upload contract (issue 9): on an object store a chunk must cost what
+it holds, not everything uploaded before it again, and a blob must be copied into place at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import falcon.testing
+import pytest
+
+from registry.app import create_app
+from registry.plugins import create_plugin_manager
+from registry.storage.driver import Capability, ConflictError, PathNotFoundError, StorageError
+from registry.storage.uploads import Uploads
+from registry.testing.conformance import DriverSuite
+from tests.objstore import MIN_PART, ObjectStore, ObjectStoreDriver, ObjectStoreError
+
+MiB = 1 << 20
+
+
+class TestObjectStoreConformance(DriverSuite):
+    @pytest.fixture
+    def driver(self) -> ObjectStoreDriver:
+        return ObjectStoreDriver()
+
+
+@pytest.fixture
+def store() -> ObjectStore:
+    return ObjectStore()
+
+
+@pytest.fixture
+def client(store: ObjectStore) -> falcon.testing.TestClient:
+    config = {"version": 0.1, "storage": {"objstore": {}, "delete": {"enabled": True}}}
+    return falcon.testing.TestClient(create_app(config, create_plugin_manager(), driver=ObjectStoreDriver(store)))
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _chunked_upload(client: falcon.testing.TestClient, name: str, data: bytes, chunk: int) -> str:
+    r = client.simulate_post(f"/v2/{name}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    location = r.headers["Location"]
+    for offset in range(0, len(data), chunk):
+        piece = data[offset:offset + chunk]
+        r = client.simulate_patch(location, body=piece, headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{offset}-{offset + len(piece) - 1}"})
+        assert r.status_code == 202, r.text
+        assert r.headers["Range"] == f"0-{offset + len(piece) - 1}"
+        location = r.headers["Location"]
+    d = _digest(data)
+    r = client.simulate_put(location, params={"digest": d})
+    assert r.status_code == 201, r.text
+    return d
+
+
+def _pulled(client: falcon.testing.TestClient, name: str, d: str) -> bytes:
+    r = client.simulate_get(f"/v2/{name}/blobs/{d}")
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def test_the_test_driver_declares_an_object_stores_capabilities() -> None:
+    caps = ObjectStoreDriver().capabilities
+    assert Capability.EXCLUSIVE_APPEND not in caps and Capability.RENAME not in caps
+    assert Capability.READ_UNCOMMITTED not in caps
+
+
+def test_the_test_driver_keeps_s3s_rules(store: ObjectStore) -> None:
+    """The fake is only worth something if it refuses what S3 refuses."""
+    upload = store.create_multipart("/k", "append")
+    store.upload_parts(upload, None, [b"small", b"last"])
+    with pytest.raises(ObjectStoreError, match="EntityTooSmall"):
+        store.complete(upload)
+    driver = ObjectStoreDriver(store)
+    driver.put_content("/a/b", b"")
+    with pytest.raises(StorageError, match="directory"):
+        driver.put_content("/a", b"y")
+    with pytest.raises(PathNotFoundError):
+        driver.move("/missing", "/elsewhere")  # no rename of what is not there, no copy either
+    assert store.stats["copies"] == 0
+
+
+def test_a_64_mib_upload_in_16_patches_stores_each_byte_about_once_and_copies_once(client, store) -> None:
+    """16 chunks of 4 MiB, each under S3's 5 MiB minimum part: what a chunk cannot fill a part with
+    waits as a small tail object and goes into the next part, so those bytes are stored twice; every
+    other byte once. Without the contract's close-not-commit rule every PATCH would finish a
+    multipart upload and copy everything before it again: 16 times as much."""
+    data = os.urandom(64 * MiB)
+    d = _chunked_upload(client, "counted/repo", data, 4 * MiB)
+    stats = store.stats
+    assert stats["complete"] == 1, stats  # committed once, at the PUT
+    assert stats["copies"] == 1 and stats["bytes_copied"] == len(data), stats  # one move into place
+    assert stats["bytes_stored"] <= 1.5 * len(data) + MIN_PART, stats
+    assert _pulled(client, "counted/repo", d) == data
+    leftovers = [k for k in store.objects if "/_uploads/" in k]
+    assert leftovers == [] and store.uploads == {}, (leftovers, store.uploads)
+
+
+def test_chunks_of_a_part_or_more_are_stored_exactly_once(client, store) -> None:
+    data = os.urandom(48 * MiB + 123)
+    d = _chunked_upload(client, "counted/big", data, 8 * MiB)
+    assert store.stats["bytes_stored"] <= len(data) + MIN_PART, store.stats
+    assert store.stats["copies"] == 1, store.stats
+    assert _pulled(client, "counted/big", d) == data
+
+
+@pytest.mark.parametrize("how", ["post", "put"])
+def test_a_blob_in_one_request_is_written_in_place_never_copied(client, store, how: str) -> None:
+    """POST ?digest= with the body, or PUT with the body of an empty upload: a content-addressed put."""
+    data = os.urandom(12 * MiB + 5)
+    d = _digest(data)
+    if how == "post":
+        r = client.simulate_post("/v2/once/repo/blobs/uploads/", params={"digest": d}, body=data)
+    else:
+        location = client.simulate_post("/v2/once/repo/blobs/uploads/").headers["Location"]
+        r = client.simulate_put(location, params={"digest": d}, body=data)
+    assert r.status_code == 201, r.text
+    assert store.stats["copies"] == 0 and store.stats["bytes_stored"] <= len(data) + 1024, store.stats
+    assert _pulled(client, "once/repo", d) == data
+
+
+def test_a_wrong_digest_stores_nothing_and_cancels_the_upload(client, store) -> None:
+    data = os.urandom(6 * MiB)
+    r = client.simulate_post("/v2/bad/repo/blobs/uploads/")
+    location = r.headers["Location"]
+    assert client.simulate_patch(location, body=data).status_code == 202
+    r = client.simulate_put(location, params={"digest": _digest(b"other")})
+    assert r.status_code == 400 and r.json["errors"][0]["code"] == "DIGEST_INVALID", r.text
+    assert not [k for k in store.objects if "/blobs/" in k]
+    assert client.simulate_get(location).status_code == 404
+
+
+def test_the_digest_is_verified_over_what_is_stored(client, store) -> None:
+    """No hash state is trusted on a driver whose writers do not take turns: bytes changed in storage
+    behind the registry's back (another process, a bug) are caught at the PUT."""
+    data = os.urandom(2 * MiB)
+    location = client.simulate_post("/v2/tamper/repo/blobs/uploads/").headers["Location"]
+    assert client.simulate_patch(location, body=data).status_code == 202
+    (tail,) = [k for k in store.objects if k.endswith("~tail")]
+    store.objects[tail] = (b"X" + store.objects[tail][0][1:], store.objects[tail][1])
+    r = client.simulate_put(location, params={"digest": _digest(data)})
+    assert r.status_code == 400 and r.json["errors"][0]["code"] == "DIGEST_INVALID", r.text
+
+
+def _other_process_writer(store: ObjectStore, location: str):
+    """An appending writer of the upload's data as another registry process would open it (a fake
+    for that process: the test drives the driver itself)."""
+    upload_id = location.rsplit("/", 1)[1]
+    name = location.split("/v2/", 1)[1].split("/blobs/", 1)[0]
+    return ObjectStoreDriver(store).writer(f"/docker/registry/v2/repositories/{name}/_uploads/{upload_id}/data",
+                                           append=True)
+
+
+def test_a_patch_that_ends_after_a_conflicting_one_gets_416_and_stores_nothing(client, store, monkeypatch) -> None:
+    """Two processes resume one upload at the same offset; the other ends first: this PATCH is
+    answered 416 with where the upload stands, and none of its bytes are kept."""
+    location = client.simulate_post("/v2/conflict/repo/blobs/uploads/").headers["Location"]
+    assert client.simulate_patch(location, body=b"first|").status_code == 202
+    other = _other_process_writer(store, location)
+    other.write(b"other process|")
+    real = Uploads._write_chunk
+
+    def other_ends_meanwhile(self, *args):
+        out = real(self, *args)
+        other.close()
+        return out
+
+    monkeypatch.setattr(Uploads, "_write_chunk", other_ends_meanwhile)
+    r = client.simulate_patch(location, body=b"this process|", headers={"Content-Range": "6-18"})
+    assert r.status_code == 416 and r.json["errors"][0]["code"] == "RANGE_INVALID", r.text
+    assert r.headers["Range"] == f"0-{len(b'first|other process|') - 1}"
+    monkeypatch.undo()
+    d = _digest(b"first|other process|")
+    assert client.simulate_put(location, params={"digest": d}).status_code == 201
+    assert _pulled(client, "conflict/repo", d) == b"first|other process|"
+
+
+def test_a_writer_that_ends_after_a_conflicting_patch_is_refused(client, store) -> None:
+    location = client.simulate_post("/v2/conflict2/repo/blobs/uploads/").headers["Location"]
+    other = _other_process_writer(store, location)
+    other.write(b"other process|")
+    assert client.simulate_patch(location, body=b"this process|", headers={"Content-Range": "0-12"}).status_code == 202
+    with pytest.raises(ConflictError):
+        other.close()
+    d = _digest(b"this process|")
+    assert client.simulate_put(location, params={"digest": d}).status_code == 201
+    assert _pulled(client, "conflict2/repo", d) == b"this process|"
