@@ -137,6 +137,8 @@ class PluginInfo:
         kinds = []
         if self.drivers:
             kinds.append("storage")
+        if "registry_storage_middleware" in self.hooks:
+            kinds.append("storage-middleware")
         if self.auth:
             kinds.append("auth")
         if "registry_event" in self.hooks:

@@ -183,3 +183,13 @@ def test_composition_loads_neither_the_web_framework_nor_the_config_machinery() 
             "print(sorted({'falcon', 'registry.config', 'registry.plugins', 'registry.errors'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_middleware_keeps_the_capabilities_of_what_it_wraps_and_is_listed_as_middleware() -> None:
+    from registry.plugins import describe_plugins
+    from registry.storage.driver import Capability
+
+    wrapped = Tagging(StorageMiddleware(InMemoryDriver()), "!")
+    assert Capability.EXCLUSIVE_APPEND in wrapped.capabilities  # else the core would not trust hash states
+    [info] = [i for i in describe_plugins(create_plugin_manager(load_entry_points=False, plugins=[TaggingPlugin()]))]
+    assert "storage-middleware" in info.kind.split(",")

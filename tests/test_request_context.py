@@ -173,3 +173,14 @@ def test_the_schema_refuses_an_incomplete_event(make_client, events):
     no_url = {**event, "target": {k: v for k, v in event["target"].items() if k != "url"}}
     assert any("'url' is a required property" in e for e in event_errors(no_url))
     assert event_errors({**event, "action": "upload"})
+
+
+def test_a_mount_event_names_the_repository_the_blob_came_from(make_client, events):
+    client = make_client()
+    pusher = Pusher(client)
+    d = pusher.blob("mount/source", b"mounted layer")
+    r = client.simulate_post("/v2/mount/target/blobs/uploads/", params={"mount": d, "from": "mount/source"})
+    assert r.status_code == 201, r.text
+    [mount] = events.of("mount")
+    assert mount["target"]["fromRepository"] == "mount/source"
+    assert mount["target"]["repository"] == "mount/target" and mount["target"]["digest"] == d

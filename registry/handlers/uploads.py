@@ -88,12 +88,15 @@ def check_upload_id(upload_id: str) -> str:
 
 
 def _created(ctx: Context, req: falcon.Request, resp: falcon.Response, name: str, d: Digest, size: int,
-             action: str = "push") -> None:
+             action: str = "push", source: str | None = None) -> None:
     resp.status = falcon.HTTP_201
     resp.location = url(req, f"/v2/{name}/blobs/{d}")
     resp.set_header("Docker-Content-Digest", str(d))
     resp.content_length = 0
-    ctx.emit(req, action, name, event_target(d, size))
+    target = event_target(d, size)
+    if source:
+        target["fromRepository"] = source  # as Distribution's mount events say where the blob came from
+    ctx.emit(req, action, name, target)
 
 
 class UploadsResource:
@@ -112,7 +115,7 @@ class UploadsResource:
             source = req.get_param("from")
             if self._mount(req, name, d, source):
                 size = self.ctx.store.blob_size(d) or 0
-                _created(self.ctx, req, resp, name, d, size, action="mount")
+                _created(self.ctx, req, resp, name, d, size, action="mount", source=source)
                 return
             # Not mountable: the spec says to fall back to an ordinary upload session.
         if digest is not None:
