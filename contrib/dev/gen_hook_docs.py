@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 from registry import hookspecs
+from registry.auth import Access, AuthDescriptor, Grant
 from registry.health import HealthCheck, PeriodicCheck
 from registry.routes import Route
+from registry.storage.descriptor import DriverDescriptor
+from registry.storage.middleware import MiddlewareDescriptor
 
 HEADER = """# Hook reference
 
@@ -58,6 +61,60 @@ with app:                    # app.startup() now, app.shutdown() on leaving
 Every request gets an id: its `X-Request-Id` header if that is a token of at most 128 characters,
 else a new UUID. It is sent back in `X-Request-Id` and is the `request.id` of the request's events.
 
+## An access controller
+
+`registry_auth_backends` declares access controllers; the one named under `auth:` in the config is
+built by its factory (called with that key's mapping, validated against `schema`). Its
+`authorize(request, access)` is called on every API request with the actions the request needs
+(`Access("repository", "demo", "pull")`; none for `GET /v2/`) and either returns a
+`registry.auth.Grant` (`identity`: the user, which becomes the events' `actor.name`; `details`: what
+the controller knows, e.g. a token's claims), or raises `registry.errors.Unauthorized` (401
+`UNAUTHORIZED`: not authenticated; give it a `WWW-Authenticate` challenge in `headers`, so the client
+knows where to log in) or `registry.errors.Denied` (403 `DENIED`: authenticated, not allowed). The
+grant is then passed to `registry_authorize`, which may still deny.
+
+```python
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from registry import hookimpl
+from registry.auth import Access, AccessController, AuthDescriptor, Grant
+from registry.authheaders import format_challenge
+from registry.errors import Denied, Unauthorized
+
+
+class StaticTokens(AccessController):
+    # Bearer tokens from the config (auth.statictokens.tokens: token -> user name); read-only.
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self.tokens = dict(tokens)
+
+    def authorize(self, request: Any, access: Sequence[Access]) -> Grant:
+        scheme, _, token = (request.get_header("Authorization") or "").partition(" ")
+        user = self.tokens.get(token) if scheme.lower() == "bearer" else None
+        if user is None:
+            params = {"realm": "https://auth.example.com/token", "service": "registry"}
+            if access:
+                params["scope"] = " ".join(a.scope for a in access)
+            # 401 UNAUTHORIZED; the challenge tells the client where to get a token.
+            raise Unauthorized(headers={"WWW-Authenticate": format_challenge("Bearer", params)})
+        if any(a.action != "pull" for a in access):
+            raise Denied()  # 403 DENIED: authenticated, but not allowed
+        return Grant(identity=user, details={"token": "static"})
+
+
+@hookimpl
+def registry_auth_backends() -> list[AuthDescriptor]:
+    schema = {"type": "object", "required": ["tokens"],
+              "properties": {"tokens": {"type": "object", "additionalProperties": {"type": "string"}}}}
+    return [AuthDescriptor(name="statictokens", schema=schema,
+                           factory=lambda params: StaticTokens(params["tokens"]))]
+```
+
+With `auth: {statictokens: {tokens: {s3cret: alice}}}`, `GET /v2/` without a token answers 401 with
+`WWW-Authenticate: Bearer realm="https://auth.example.com/token",service="registry"`, a pull with
+`Authorization: Bearer s3cret` is served as `alice`, and a push gets 403.
+
 ## Descriptors
 
 """
@@ -68,6 +125,8 @@ def _descriptor(cls: type) -> str:
         params = []
         for field in dataclasses.fields(cls):
             default = "" if field.default is dataclasses.MISSING else f" = {field.default!r}"
+            if field.default_factory is not dataclasses.MISSING:
+                default = f" = {field.default_factory()!r}"
             params.append(f"{field.name}: {field.type}{default}")
         sig = f"({', '.join(params)})"
     else:
@@ -91,7 +150,8 @@ def render() -> str:
         sig = str(inspect.signature(fn))
         out.append(f"\n## `{name}`{first}\n\n```python\ndef {name}{sig}\n```\n\n{inspect.cleandoc(fn.__doc__ or '')}\n")
     out.append(EPILOGUE)
-    out.append("\n".join(_descriptor(cls) for cls in (Route, HealthCheck, PeriodicCheck)))
+    out.append("\n".join(_descriptor(cls) for cls in (Route, HealthCheck, PeriodicCheck, DriverDescriptor,
+                                                MiddlewareDescriptor, AuthDescriptor, Access, Grant)))
     return "".join(out)
 
 
