@@ -194,3 +194,25 @@ def test_a_writer_that_ends_after_a_conflicting_patch_is_refused(client, store) 
     d = _digest(b"this process|")
     assert client.simulate_put(location, params={"digest": d}).status_code == 201
     assert _pulled(client, "conflict2/repo", d) == b"this process|"
+
+
+def test_a_put_whose_commit_finds_the_upload_changed_gets_416(client, store, monkeypatch) -> None:
+    """Another process's PATCH ends between this PUT opening the upload and committing it."""
+    location = client.simulate_post("/v2/conflict3/repo/blobs/uploads/").headers["Location"]
+    assert client.simulate_patch(location, body=b"first|").status_code == 202
+    other = _other_process_writer(store, location)
+    other.write(b"late|")
+    real = Uploads._writer
+
+    def other_ends_meanwhile(self, *args):
+        writer = real(self, *args)
+        other.close()
+        return writer
+
+    monkeypatch.setattr(Uploads, "_writer", other_ends_meanwhile)
+    r = client.simulate_put(location, params={"digest": _digest(b"first|")})
+    assert r.status_code == 416 and r.json["errors"][0]["code"] == "RANGE_INVALID", r.text
+    monkeypatch.undo()
+    d = _digest(b"first|late|")
+    assert client.simulate_put(location, params={"digest": d}).status_code == 201
+    assert _pulled(client, "conflict3/repo", d) == b"first|late|"

@@ -12,6 +12,7 @@ from registry.app import create_app
 from registry.auth import AccessController, AuthDescriptor, Grant
 from registry.errors import Unauthorized
 from registry.plugins import create_plugin_manager
+from registry.storage.driver import Capability
 from registry.storage.inmemory import InMemoryDriver
 from tests.conftest import Pusher, sha256
 from tests.events import EventRecorder, event_errors
@@ -72,6 +73,8 @@ def test_events_carry_the_request_and_target_url(make_client, events):
 
 class Redirecting(InMemoryDriver):
     """The in-memory driver, sending blob pulls to another (loopback, never contacted) URL."""
+
+    capabilities = InMemoryDriver.capabilities | Capability.REDIRECT
 
     def redirect_url(self, method, path):
         return f"http://127.0.0.1:9/cdn{path}" if method == "GET" else None
@@ -184,3 +187,18 @@ def test_a_mount_event_names_the_repository_the_blob_came_from(make_client, even
     [mount] = events.of("mount")
     assert mount["target"]["fromRepository"] == "mount/source"
     assert mount["target"]["repository"] == "mount/target" and mount["target"]["digest"] == d
+
+
+class RedirectingUndeclared(InMemoryDriver):
+    """Returns URLs but does not declare REDIRECT: the core must not ask it."""
+
+    def redirect_url(self, method, path):
+        raise AssertionError("asked for a redirect without declaring Capability.REDIRECT")
+
+
+def test_a_driver_not_declaring_redirect_is_never_asked(events):
+    pm = create_plugin_manager(plugins=[events])
+    client = falcon.testing.TestClient(create_app({"storage": {"inmemory": {}}}, pm, driver=RedirectingUndeclared()))
+    d = Pusher(client).blob("plain/repo", b"streamed")
+    r = client.simulate_get(f"/v2/plain/repo/blobs/{d}")
+    assert r.status_code == 200 and r.content == b"streamed"

@@ -87,7 +87,8 @@ class AuthSettings:
 @dataclasses.dataclass(frozen=True)
 class HttpSettings:
     """``http:``. ``addr`` is ``(host, port)`` for ``net: tcp``; for ``unix`` it is ``None`` and
-    ``socket`` is the path. ``host``, ``secret`` and ``relative_urls`` are not acted on yet."""
+    ``socket`` is the path. ``host`` is the base of event URLs; ``secret`` and ``relative_urls`` are
+    not acted on yet."""
 
     addr: tuple[str, int] | None = DEFAULT_HTTP_ADDR
     net: str = "tcp"

@@ -94,7 +94,9 @@ class Capability(enum.Flag):
     EXCLUSIVE_APPEND = enum.auto()
     #: :meth:`StorageDriver.move` is an atomic rename that copies no data, so moving a file twice
     #: costs nothing (an upload is set aside out of every writer's reach before its digest is
-    #: checked). Without it a move is a copy and the core moves each blob once.
+    #: checked). Without it a move is a copy and the core moves each blob once. A driver declaring
+    #: it (with EXCLUSIVE_APPEND) must also move a closed, uncommitted appended file, and make it
+    #: durable at the destination: that is how the core finishes an upload there.
     RENAME = enum.auto()
     #: What a closed, uncommitted appending writer wrote is visible to readers (``stat``,
     #: ``reader``) at once, as appending in place to a file is. Without it readers see a file as of

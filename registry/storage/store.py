@@ -15,7 +15,7 @@ from typing import BinaryIO
 from registry.digests import Digest, parse_digest
 from registry.manifests import ManifestCache
 from registry.storage import paths
-from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
+from registry.storage.driver import Capability, PathNotFoundError, StorageDriver, StorageError
 from registry.storage.listcache import ListCache, contains
 
 
@@ -54,7 +54,15 @@ class Store:
             self.driver.put_content(paths.blob_data(d), content)
 
     def blob_redirect(self, method: str, d: Digest) -> str | None:
+        """A URL the client may fetch the blob from directly, asked only of a driver declaring
+        :attr:`Capability.REDIRECT` (a whole-blob GET is on the hot path)."""
+        if not self._redirects:
+            return None
         return self.driver.redirect_url(method, paths.blob_data(d))
+
+    @functools.cached_property
+    def _redirects(self) -> bool:
+        return Capability.REDIRECT in self.driver.capabilities
 
     # -- links -----------------------------------------------------------------------------------
 

@@ -392,7 +392,10 @@ class Uploads:
                 elif self.exclusive:
                     hasher = self._load_hasher(name, upload_id, start)
                 size = start + written
-                writer.commit()
+                try:
+                    writer.commit()
+                except ConflictError as exc:
+                    raise UploadOffsetError(offset if offset is not None else start, None) from exc
             except BaseException:
                 self._close(writer, start)
                 raise

@@ -96,7 +96,9 @@ class FilesystemDriver(StorageDriver):
     name = "filesystem"
     #: Appending in place under ``flock`` (across processes), renames that copy nothing, and readers
     #: that see an upload's data as it grows.
-    capabilities = Capability.EXCLUSIVE_APPEND | Capability.RENAME | Capability.READ_UNCOMMITTED
+    capabilities = Capability.RENAME | Capability.READ_UNCOMMITTED | (
+        Capability.EXCLUSIVE_APPEND if fcntl is not None else Capability.NONE  # flock: not on Windows
+    )
 
     def __init__(self, rootdirectory: str = DEFAULT_ROOT, maxthreads: int | str | None = None) -> None:
         self.rootdirectory = os.path.abspath(rootdirectory)
