@@ -226,6 +226,17 @@ class Uploads:
         """Append the request body; returns the new size. ``length`` bounds what is read; ``offset``,
         when given, is where the client says the chunk starts (checked against the stored size by
         the writer that appends, so no other request can slip in between)."""
+        start, written, hasher = self._chunk(name, upload_id, body, length, offset)
+        if hasher is not None and written:
+            self._save_hasher(name, upload_id, hasher, start, start + written)
+        return start + written
+
+    def _chunk(
+        self, name: str, upload_id: str, body: BinaryIO, length: int | None, offset: int | None
+    ) -> tuple[int, int, ResumableSha256 | None]:
+        """Write one chunk through its own appending writer, closed and not committed; returns the
+        offset it started at, the bytes written, and a hasher covering the upload up to its end (or
+        ``None``)."""
         with self._turn(name, upload_id):
             writer = self._writer(paths.upload_data(name, upload_id), upload_id)
             try:
@@ -236,10 +247,8 @@ class Uploads:
             except BaseException:
                 writer.close()  # what was written is kept: the upload's size tells the client
                 raise
-            self._close(writer, offset if offset is not None else start)
-        if hasher is not None and written:
-            self._save_hasher(name, upload_id, hasher, start, start + written)
-        return start + written
+            self._close(writer, start)
+        return start, written, hasher
 
     @staticmethod
     def _close(writer: FileWriter, offset: int) -> None:
@@ -285,7 +294,6 @@ class Uploads:
         it into ``name``. Returns its size; raises :class:`DigestMismatchError`."""
         writer = self.driver.writer(paths.blob_data(expected))
         try:
-            hasher: ResumableSha256 | hashlib._Hash | None = None
             adopted = self._adopt(writer, body, length, hashed=False) if is_adoptable(body) else None
             if adopted is not None:
                 size = adopted[0]
@@ -345,15 +353,8 @@ class Uploads:
         """Finish on a driver with turn-taking appenders and free renames (a file system)."""
         hasher, covered = None, -1
         if body is not None and length:
-            writer = self._writer(paths.upload_data(name, upload_id), upload_id)
-            try:
-                start = writer.size
-                if offset is not None and offset != start:
-                    raise UploadOffsetError(offset, start)
-                written, hasher = self._write_chunk(name, upload_id, writer, body, length)
-                covered = start + written
-            finally:
-                writer.close()
+            start, written, hasher = self._chunk(name, upload_id, body, length, offset)
+            covered = start + written
         # Take the data out of every writer's reach before checking it (the driver's move waits for
         # an appending writer to finish): bytes a racing PATCH adds can then never be moved into
         # place under a digest that was checked without them. A crash may undo this move: the
