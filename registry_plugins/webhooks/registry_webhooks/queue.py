@@ -122,7 +122,8 @@ class DiskQueue:
             self._bytes -= int(size)
             if self._count == 0:
                 # Give the pages back: a drained queue should not keep its peak size on disk.
-                db.execute("PRAGMA incremental_vacuum")
+                db.execute("PRAGMA incremental_vacuum").fetchall()  # one page per step: step them all
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def disk_usage(self) -> int:
         """Bytes of the queue's files (the database, its WAL and shared-memory index)."""
