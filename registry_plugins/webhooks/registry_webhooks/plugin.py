@@ -13,7 +13,7 @@ import falcon
 
 from registry import hookimpl
 from registry.routes import Route
-from registry_webhooks import notifier
+from registry_webhooks import lock, notifier
 from registry_webhooks.notifier import Notifier, parse_settings
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ def registry_config_schemas() -> dict[str, Any]:
 
 @hookimpl
 def registry_configure(config: Mapping[str, Any]) -> None:
-    # Refuse a bad endpoint before anything serves (raises ConfigError).
-    parse_settings(config)
+    # Refuse a bad endpoint, or a queue another process holds, before anything serves.
+    settings = parse_settings(config)
+    if settings.endpoints:
+        lock.acquire(settings.directory)
 
 
 @hookimpl
@@ -42,6 +44,7 @@ def registry_startup(app: Any, config: Mapping[str, Any]) -> None:
     settings = parse_settings(config)
     if not settings.endpoints:
         return
+    lock.acquire(settings.directory)
     n = Notifier(settings)
     pm = app.registry_context.pm
     # The event hook is implemented only while endpoints run: the core builds no event otherwise.
@@ -62,6 +65,7 @@ def registry_shutdown() -> None:
         n.stop()
         with _lock:
             notifier._running.remove(n)
+        lock.release(n.settings.directory)
 
 
 class _MetricsResource:

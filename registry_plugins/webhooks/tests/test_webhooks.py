@@ -409,3 +409,15 @@ def test_the_section_is_acted_on_and_checked(tmp_path):
     bad.write_text(json.dumps(config))
     out = subprocess.run([registry, "config", "check", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "maxbytes" in out.stdout + out.stderr and "unknown" in out.stdout + out.stderr
+
+
+def test_a_second_process_on_one_queue_directory_refuses_to_start(tmp_path, receivers, registries):
+    rc = receivers()
+    notifications = {"queue": queue_dir(tmp_path), "endpoints": [endpoint("one", rc.url)]}
+    first = registries(notifications, tmp_path / "a")
+    second = Registry(tmp_path / "b", notifications)
+    with pytest.raises(AssertionError, match="exited 1") as exc:
+        second.start()
+    assert f"is in use by another registry process (pid {first.proc.pid})" in str(exc.value)
+    assert first.stop() == 0
+    registries(notifications, tmp_path / "b")  # free once the first has stopped

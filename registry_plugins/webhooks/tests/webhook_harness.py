@@ -156,6 +156,7 @@ class Registry:
         self.config = workdir / "config.yml"
 
     def write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         cfg = {
             "version": 0.1,
             "log": {"level": "info"},
