@@ -74,10 +74,11 @@ class EndpointConfig:
 
     def delay(self, failures: int) -> float:
         """The pause after ``failures`` consecutive failed deliveries: short below ``threshold``,
-        then ``backoff`` doubling per further failure, capped at ``maxbackoff``."""
+        then ``backoff`` doubling per further failure, capped at ``maxbackoff``; never under
+        :data:`RETRY_STEP`, so that ``backoff: 0`` cannot spin on a dead endpoint."""
         if failures < self.threshold:
-            return min(RETRY_STEP * failures, self.backoff)
-        return min(self.backoff * 2 ** min(failures - self.threshold, 32), self.maxbackoff)
+            return min(RETRY_STEP * failures, max(self.backoff, RETRY_STEP))
+        return max(min(self.backoff * 2 ** min(failures - self.threshold, 32), self.maxbackoff), RETRY_STEP)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -372,6 +372,8 @@ def test_backoff_is_short_below_the_threshold_then_doubles_up_to_the_cap():
     cfg = EndpointConfig(name="e", url="http://127.0.0.1:9/", threshold=3, backoff=1.0, maxbackoff=5.0)
     assert [cfg.delay(n) for n in range(1, 8)] == [0.05, 0.1, 1.0, 2.0, 4.0, 5.0, 5.0]
     assert EndpointConfig(name="e", url="u", threshold=0, backoff=0.5, maxbackoff=60).delay(1) == 1.0
+    spin = EndpointConfig(name="e", url="u", threshold=2, backoff=0.0, maxbackoff=0.0)
+    assert [spin.delay(n) for n in range(1, 5)] == [0.05] * 4
 
 
 def test_settings_read_distributions_section_and_refuse_bad_endpoints(tmp_path):
