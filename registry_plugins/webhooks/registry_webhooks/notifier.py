@@ -8,6 +8,7 @@ file, so a slow or dead endpoint delays nothing but itself.
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import hashlib
@@ -159,6 +160,15 @@ def queue_file(directory: Path, name: str) -> Path:
     return directory / f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.sqlite3"
 
 
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and metrics."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:xxxxx@{host}"))
+
+
 def envelope(bodies: Sequence[bytes]) -> bytes:
     """``{"events": [...]}`` around already encoded events."""
     return b'{"events":[' + b",".join(bodies) + b"]}"
@@ -199,6 +209,12 @@ class Endpoint:
         self._host = parts.hostname or ""
         self._port = parts.port
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Credentials in the URL are sent as Basic auth, as Go's client does, and never shown.
+        self._auth: str | None = None
+        if parts.username is not None:
+            pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self._auth = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        self.shown_url = redact(config.url)
         self._ssl = ssl.create_default_context() if self._https else None
 
     # --- the request thread's side -------------------------------------------------------------
@@ -314,6 +330,8 @@ class Endpoint:
             conn.putrequest("POST", self._path, skip_accept_encoding=True)
             for name, value in headers.items():
                 conn.putheader(name, value)
+            if self._auth is not None:
+                conn.putheader("Authorization", self._auth)
             for name, values in cfg.headers.items():
                 for value in values:
                     conn.putheader(name, value)
@@ -332,7 +350,7 @@ class Endpoint:
         m = self.metrics
         m.pending = len(self.queue) + len(self.inbox)
         m.dropped = self.queue.dropped + self.inbox_dropped
-        return {"name": self.config.name, "url": self.config.url, **dataclasses.asdict(m),
+        return {"name": self.config.name, "url": self.shown_url, **dataclasses.asdict(m),
                 "queue_bytes": self.queue.bytes, "disk_bytes": self.queue.disk_usage()}
 
 
@@ -357,7 +375,7 @@ class Notifier:
         for endpoint in self.endpoints:
             endpoint.start()
             log.info("webhooks: endpoint %s (%s), timeout=%ss, %d events queued in %s", endpoint.config.name,
-                     endpoint.config.url, endpoint.config.timeout, len(endpoint.queue), endpoint.queue.path)
+                     endpoint.shown_url, endpoint.config.timeout, len(endpoint.queue), endpoint.queue.path)
 
     def stop(self) -> None:
         """Persist what is in memory and drain for up to the drain timeout, every endpoint at once."""

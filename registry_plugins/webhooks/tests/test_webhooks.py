@@ -3,6 +3,7 @@ loopback (webhook_harness.py), plus the queue, the backoff and the config on the
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import hmac
@@ -120,8 +121,9 @@ def _skopeo() -> str:
 def test_a_skopeo_push_delivers_its_events_in_order_signed_and_schema_valid(tmp_path, receivers, registries):
     skopeo = _skopeo()
     rc = receivers()
+    url = rc.url.replace("http://", "http://hook:pa%3Ass@")
     reg = registries({"queue": queue_dir(tmp_path), "events": {"includereferences": True},
-                      "endpoints": [endpoint("ci", rc.url, secret="s3cret",
+                      "endpoints": [endpoint("ci", url, secret="s3cret",
                                              headers={"Authorization": ["Bearer t0ken"], "X-Two": ["a", "b"]})]})
     layers = [gzip.compress(os.urandom(3000), mtime=0), gzip.compress(os.urandom(5000), mtime=0)]
     md, blob_digests = _oci_layout(tmp_path / "layout", layers)
@@ -142,12 +144,17 @@ def test_a_skopeo_push_delivers_its_events_in_order_signed_and_schema_valid(tmp_
     assert len({e["id"] for e in events}) == 4
     for headers, body, _ in rc.received:
         assert envelope_errors(json.loads(body)) == []
-        assert headers["content-type"] == ENVELOPE_TYPE
-        assert headers["authorization"] == "Bearer t0ken"
+        assert headers["content-type"] == [ENVELOPE_TYPE]
+        # The URL's credentials as Basic auth, then the configured header; a list is one line each.
+        assert headers["authorization"] == ["Basic " + base64.b64encode(b"hook:pa:ss").decode(), "Bearer t0ken"]
+        assert headers["x-two"] == ["a", "b"]
         expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(headers["x-registry-signature-256"], expected)
+        [signature] = headers["x-registry-signature-256"]
+        assert hmac.compare_digest(signature, expected)
     m = reg.metrics()["ci"]
     assert (m["delivered"], m["pending"], m["failed"]) == (4, 0, 0)
+    assert m["url"] == rc.url.replace("http://", "http://hook:xxxxx@")
+    assert "pa%3Ass" not in reg.log.read_text() and "s3cret" not in reg.log.read_text()
 
 
 def test_the_envelope_schema_refuses_what_a_receiver_could_not_read():

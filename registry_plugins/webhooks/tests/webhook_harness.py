@@ -70,8 +70,8 @@ class Receiver:
         #: In ``ok`` mode, seconds to wait before answering (a slow receiver).
         self.delay = 0.0
         self.lock = threading.Lock()
-        #: (headers, raw body, time received) of every envelope answered 202.
-        self.received: list[tuple[dict[str, str], bytes, float]] = []
+        #: (headers: every value of each, raw body, time received) of every envelope answered 202.
+        self.received: list[tuple[dict[str, list[str]], bytes, float]] = []
         self.attempts = 0
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -97,7 +97,10 @@ class Receiver:
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 with receiver.lock:
-                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()))
+                    headers: dict[str, list[str]] = {}
+                    for k, v in self.headers.items():
+                        headers.setdefault(k.lower(), []).append(v)
+                    receiver.received.append((headers, body, time.monotonic()))
                 self.send_response(202)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
