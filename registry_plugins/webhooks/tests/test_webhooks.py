@@ -430,3 +430,29 @@ def test_a_second_process_on_one_queue_directory_refuses_to_start(tmp_path, rece
     assert f"is in use by another registry process (pid {first.proc.pid})" in str(exc.value)
     assert first.stop() == 0
     registries(notifications, tmp_path / "b")  # free once the first has stopped
+
+
+def test_a_queue_directory_that_cannot_be_made_refuses_to_start(tmp_path, receivers):
+    (tmp_path / "file").write_text("not a directory")
+    reg = Registry(tmp_path, {"queue": {"directory": str(tmp_path / "file" / "queue")},
+                              "endpoints": [endpoint("one", receivers().url)]})
+    with pytest.raises(AssertionError, match="exited 1") as exc:
+        reg.start()
+    assert "notifications.queue.directory: cannot use" in str(exc.value) and "Traceback" not in str(exc.value)
+
+
+def test_events_are_built_only_while_endpoints_run(tmp_path, receivers):
+    from registry.app import create_app
+    from registry.storage.inmemory import InMemoryDriver
+
+    base = {"version": 0.1, "storage": {"inmemory": {}}}
+    idle = create_app(base, create_plugin_manager(), driver=InMemoryDriver())
+    with idle:
+        assert not idle.registry_context.wants_events()  # installed, nothing configured: no cost
+    rc = receivers()
+    cfg = {**base, "notifications": {"queue": queue_dir(tmp_path), "endpoints": [endpoint("in", rc.url)]}}
+    app = create_app(cfg, create_plugin_manager(), driver=InMemoryDriver())
+    assert not app.registry_context.wants_events()
+    with app:
+        assert app.registry_context.wants_events()
+    assert not app.registry_context.wants_events()
