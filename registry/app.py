@@ -406,6 +406,7 @@ def create_app(
         redirect_enabled=not redirect_disabled(config),
         config=config,
         external_url=settings_of(config).http.host,
+        include_references=bool(((config.get("notifications") or {}).get("events") or {}).get("includereferences")),
     )
     routes = _plugin_routes(pm)
     checks = _plugin_health_checks(pm)

@@ -243,6 +243,22 @@ def parse_manifest(raw: bytes, content_type: str | None) -> Manifest:
     )
 
 
+def manifest_references(raw: bytes) -> list[dict[str, Any]]:
+    """The descriptors a stored manifest refers to (config and layers, or an index's manifests), each
+    as ``mediaType``, ``digest`` and ``size``: an event's ``target.references`` when
+    ``notifications.events.includereferences`` is set, as Distribution sends them. Empty for bytes
+    that are not a manifest (never raises: an event must not fail the request)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(doc, dict):
+        return []
+    found = [doc.get("config"), *(doc.get("layers") or ()), *(doc.get("manifests") or ())]
+    return [{k: d[k] for k in ("mediaType", "digest", "size") if k in d} for d in found
+            if isinstance(d, dict) and isinstance(d.get("digest"), str)]
+
+
 def _descriptor_digest(desc: dict[str, Any], where: str) -> Digest:
     try:
         return parse_digest(desc["digest"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import falcon.testing
@@ -202,3 +203,73 @@ def test_a_driver_not_declaring_redirect_is_never_asked(events):
     d = Pusher(client).blob("plain/repo", b"streamed")
     r = client.simulate_get(f"/v2/plain/repo/blobs/{d}")
     assert r.status_code == 200 and r.content == b"streamed"
+
+
+# --- which operations emit, and only once committed -------------------------------------------------
+
+
+def test_every_committed_operation_emits_one_event_and_a_refused_one_none(make_client, events):
+    client = make_client()
+    pusher = Pusher(client)
+    d, raw = pusher.image("ops/repo", "v1", layers=(b"ops layer",))
+    layer = sha256(b"ops layer")
+    assert [(e["action"], "/manifests/" in e["target"]["url"]) for e in events.events] == [
+        ("push", False), ("push", False), ("push", True)]
+    events.events.clear()
+    assert client.simulate_get(f"/v2/ops/repo/blobs/{layer}").status_code == 200
+    assert client.simulate_get("/v2/ops/repo/manifests/v1").status_code == 200
+    assert client.simulate_head("/v2/ops/repo/manifests/v1").status_code == 200  # HEAD is no pull
+    r = client.simulate_post("/v2/ops/other/blobs/uploads/", params={"mount": layer, "from": "ops/repo"})
+    assert r.status_code == 201
+    assert client.simulate_delete("/v2/ops/repo/manifests/v1").status_code == 202
+    assert client.simulate_delete(f"/v2/ops/repo/manifests/{d}").status_code == 202
+    assert client.simulate_delete(f"/v2/ops/other/blobs/{layer}").status_code == 202
+    assert [(e["action"], e["target"]["repository"], e["target"].get("digest") or e["target"]["tag"])
+            for e in events.events] == [
+        ("pull", "ops/repo", layer), ("pull", "ops/repo", d), ("mount", "ops/other", layer),
+        ("delete", "ops/repo", "v1"), ("delete", "ops/repo", d), ("delete", "ops/other", layer)]
+    events.events.clear()
+    # Refused or failed operations commit nothing and say nothing.
+    missing = sha256(b"never pushed")
+    bad = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": missing, "size": 1},
+                      "layers": []}).encode()
+    r = client.simulate_put("/v2/ops/repo/manifests/v2", body=bad,
+                            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 400
+    assert client.simulate_delete("/v2/ops/repo/manifests/v1").status_code == 404
+    assert client.simulate_delete(f"/v2/ops/repo/blobs/{missing}").status_code == 404
+    assert client.simulate_get(f"/v2/ops/repo/blobs/{missing}").status_code == 404
+    r = client.simulate_post("/v2/ops/repo/blobs/uploads/", params={"digest": sha256(b"x")}, body=b"y")
+    assert r.status_code == 400
+    assert events.events == []
+
+
+@pytest.mark.parametrize("include", [True, False])
+def test_includereferences_lists_a_manifests_descriptors(include):
+    recorder = EventRecorder()
+    config = {"version": 0.1, "storage": {"inmemory": {}},
+              "notifications": {"events": {"includereferences": include}}}
+    client = falcon.testing.TestClient(create_app(config, create_plugin_manager(plugins=[recorder]),
+                                                  driver=InMemoryDriver()))
+    d, raw = Pusher(client).image("refs/repo", "v1", layers=(b"ref layer 1", b"ref layer 2"))
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                       "digest": d, "size": len(raw)}]}).encode()
+    r = client.simulate_put("/v2/refs/repo/manifests/multi", body=index,
+                            headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status_code == 201
+    assert client.simulate_get("/v2/refs/repo/manifests/v1").status_code == 200
+    recorder.assert_valid()
+    pushed = [e for e in recorder.of("push") if "/manifests/" in e["target"]["url"]]
+    [pulled] = recorder.of("pull")
+    blob_events = [e for e in recorder.of("push") if "/blobs/" in e["target"]["url"]]
+    if not include:
+        assert not any("references" in e["target"] for e in recorder.events)
+        return
+    manifest = json.loads(raw)
+    expected = [{k: x[k] for k in ("mediaType", "digest", "size")} for x in [manifest["config"], *manifest["layers"]]]
+    assert pushed[0]["target"]["references"] == expected == pulled["target"]["references"]
+    assert pushed[1]["target"]["references"] == [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": len(raw)}]
+    assert not any("references" in e["target"] for e in blob_events)

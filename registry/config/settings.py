@@ -55,6 +55,7 @@ CORE_ACTS_ON: frozenset[str] = frozenset(
         "health.storagedriver",
         "middleware.storage",
         "catalog.maxentries",
+        "notifications.events.includereferences",
     }
 )
 

@@ -78,6 +78,8 @@ class Context:
     external_url: str | None = None
     instance_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     source_addr: str = dataclasses.field(default_factory=socket.gethostname)
+    #: ``notifications.events.includereferences``: manifest events carry ``target.references``.
+    include_references: bool = False
 
     def authorize(self, req: falcon.Request, access: Sequence[Access]) -> Grant:
         """Authenticate ``req`` and check it may perform ``access``; raise an OCI error if not.

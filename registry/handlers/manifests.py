@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from registry.digests import Digest, digest_of, parse_digest
@@ -14,7 +16,7 @@ from registry.errors import (
     Unsupported,
 )
 from registry.handlers.base import Context, check_name, delete, event_target, is_tag, pull, push, url
-from registry.manifests import MAX_MANIFEST_SIZE, media_type_of, parse_manifest
+from registry.manifests import MAX_MANIFEST_SIZE, manifest_references, media_type_of, parse_manifest
 from registry.routing import DIGEST_RE
 
 
@@ -88,7 +90,7 @@ class ManifestResource:
         self._headers(resp, d, raw)
         resp.data = raw
         if self.ctx.wants_events():
-            self.ctx.emit(req, "pull", name, event_target(d, len(raw), resp.content_type, tag), "manifests")
+            self.ctx.emit(req, "pull", name, self._target(d, raw, resp.content_type, tag), "manifests")
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)
@@ -123,7 +125,14 @@ class ManifestResource:
         resp.location = url(req, f"/v2/{name}/manifests/{d}")
         resp.set_header("Docker-Content-Digest", str(d))
         resp.content_length = 0
-        self.ctx.emit(req, "push", name, event_target(d, len(raw), manifest.media_type, tag), "manifests")
+        if self.ctx.wants_events():
+            self.ctx.emit(req, "push", name, self._target(d, raw, manifest.media_type, tag), "manifests")
+
+    def _target(self, d: Digest, raw: bytes, media_type: str | None, tag: str | None) -> dict[str, Any]:
+        target = event_target(d, len(raw), media_type or "application/octet-stream", tag)
+        if self.ctx.include_references:
+            target["references"] = manifest_references(raw)
+        return target
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)
