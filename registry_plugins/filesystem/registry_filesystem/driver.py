@@ -270,7 +270,11 @@ class FilesystemDriver(StorageDriver):
         except _MISSING:
             raise PathNotFoundError(path=path) from None
         except (IsADirectoryError, PermissionError):  # Linux says EISDIR for a directory, macOS EPERM
-            if os.path.islink(full) or not os.path.isdir(full):
+            if os.path.islink(full):
+                raise
+            if not os.path.isdir(full):
+                if not os.path.lexists(full):  # a concurrent delete removed the directory meanwhile
+                    raise PathNotFoundError(path=path) from None
                 raise
         _rmtree(full)
 

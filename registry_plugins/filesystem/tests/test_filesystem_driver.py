@@ -213,3 +213,26 @@ def test_schema_refuses_nonsense(params: dict) -> None:
 def test_maxthreads_is_clamped_like_distribution(tmp_path: Path, given: object, used: int) -> None:
     driver = FilesystemDriver.from_parameters({"rootdirectory": str(tmp_path), "maxthreads": given})
     assert driver.max_threads == used
+
+
+def test_a_directory_deleted_by_someone_else_meanwhile_is_not_found(
+    fs: CheckedDriver, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two DELETEs of one tag race: the second finds the directory gone between its unlink (EISDIR)
+    and its look at what the path is. That is "not found" (404), not a driver error (500)."""
+    import shutil
+
+    import registry_filesystem.driver as module
+
+    fs.put_content("/repo/_manifests/tags/t/current/link", b"x")
+    real_unlink = os.unlink
+
+    def unlink_while_another_delete_wins(path, *args, **kwargs):
+        if str(path).endswith("/tags/t"):
+            shutil.rmtree(path)  # the other delete, at just this moment
+            raise IsADirectoryError(21, "Is a directory", path)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(module.os, "unlink", unlink_while_another_delete_wins)
+    with pytest.raises(PathNotFoundError):
+        fs.delete("/repo/_manifests/tags/t")
