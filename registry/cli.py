@@ -115,6 +115,9 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("configuration: %s", config.source or "built-in defaults")
     try:
         from registry.app import create_app
+        from registry.serve import refuse_unserved_tls
+
+        refuse_unserved_tls(config)
 
         app = create_app(config, pm)  # calls registry_configure
     except ConfigError as exc:

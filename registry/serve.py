@@ -27,7 +27,7 @@ from waitress.buffers import OverflowableBuffer
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask, WSGITask
 
-from registry.config import drain_timeout, http_addr, http_net, http_prefix, parse_addr
+from registry.config import ConfigError, drain_timeout, http_addr, http_net, http_prefix, parse_addr
 from registry.handlers.base import API_VERSION_HEADER
 from registry.plugins import options_of
 from registry.spool import spooling_parser, usable_spool_directory
@@ -54,6 +54,25 @@ DEBUG_THREADS = 2
 # How often the serving loop looks at the stop flag, and how often it checks on draining connections.
 _POLL_SECONDS = 0.5
 _DRAIN_POLL_SECONDS = 0.05
+
+
+def refuse_unserved_tls(config: Mapping[str, Any]) -> None:
+    """Raise :class:`registry.config.ConfigError` when ``http.tls`` asks for HTTPS.
+
+    ``registry serve`` does not terminate TLS itself yet; serving plain HTTP to someone who asked
+    for HTTPS would leave credentials and tokens readable on the wire, so it refuses to start.
+    """
+    http = config.get("http") if isinstance(config.get("http"), Mapping) else {}
+    tls = http.get("tls") if isinstance(http, Mapping) else None
+    if not isinstance(tls, Mapping):
+        return
+    letsencrypt = tls.get("letsencrypt") if isinstance(tls.get("letsencrypt"), Mapping) else {}
+    if tls.get("certificate") or tls.get("key") or tls.get("clientcas") or letsencrypt.get("cachefile"):
+        raise ConfigError([
+            "http.tls: registry serve does not serve TLS itself and will not serve plain HTTP in its "
+            "place; remove http.tls and terminate TLS in a reverse proxy in front "
+            "(contrib/nginx/registry-tls.conf is a recipe)"
+        ])
 
 
 def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
