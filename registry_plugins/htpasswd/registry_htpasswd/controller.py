@@ -28,7 +28,7 @@ class BadCredentials(ValueError):
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
     """``(user, password)`` from an ``Authorization: Basic …`` value; ``None`` when there is no
-    header or it is another scheme; :class:`BadCredentials` when it is malformed."""
+    header, it is another scheme, or both are empty; :class:`BadCredentials` when it is malformed."""
     if header is None:
         return None
     if len(header) > MAX_AUTHORIZATION:
@@ -40,6 +40,8 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadCredentials("malformed Basic credentials") from None
+    if decoded == ":":
+        return None  # what `skopeo --no-creds` sends: no credentials at all, as anonymous
     user, sep, password = decoded.partition(":")
     if not sep or not user or any(ord(c) < 0x20 or c == "\x7f" for c in user):
         raise BadCredentials("malformed Basic credentials")
