@@ -96,6 +96,10 @@ class Htpasswd:
                 self._cache.clear()
         return users
 
+    def has_user(self, user: str) -> bool:
+        """Whether ``user`` has a line in the file now (a refresh token outlives no removal)."""
+        return user in self._current()
+
     def verify(self, user: str, password: str) -> bool:
         """Whether ``password`` is ``user``'s, in time that does not depend on whether ``user`` exists."""
         users = self._current()

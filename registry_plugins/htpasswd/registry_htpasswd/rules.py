@@ -21,7 +21,8 @@ Patterns match whole repository names, case-sensitively: ``*`` matches within on
 component, ``**`` across components, ``?`` one character other than ``/``; ``{user}`` stands for
 the authenticated user's name (never matched for anonymous requests). Actions are ``pull``,
 ``push``, ``delete`` and ``*`` (all three). What a user may do with a repository is the union of
-every rule matching it; anything no rule grants is refused.
+every rule matching it (what ``anonymous`` may do, a logged-in user may too); anything no rule
+grants is refused.
 """
 
 from __future__ import annotations
