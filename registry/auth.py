@@ -6,16 +6,14 @@ answers with a :class:`Grant`, or raises :class:`AuthenticationRequired` (401 wi
 ``WWW-Authenticate`` challenge: no credentials, or bad ones) or :class:`registry.errors.Denied`
 (403: authenticated, not allowed). What each request needs:
 
-=========================================================  ===========================================
-request                                                    access
-=========================================================  ===========================================
-``GET /v2/``                                               nothing (authentication only)
-``GET``/``HEAD`` manifests, blobs, tags, referrers          ``repository:<name>:pull``
-``PUT`` manifests, uploads (``POST``, ``PATCH``, ``PUT``)  ``repository:<name>:pull`` and ``push``
-``POST …/blobs/uploads/?mount=…&from=<src>``               also ``repository:<src>:pull`` (else an upload)
-``DELETE`` manifests, blobs                                ``repository:<name>:delete``
-``GET /v2/_catalog``                                       ``registry:catalog:*``
-=========================================================  ===========================================
+- ``GET /v2/``: nothing (authentication only);
+- ``GET``/``HEAD`` of manifests, blobs, tags and referrers: ``repository:<name>:pull``;
+- ``PUT`` of a manifest, and every upload request: ``repository:<name>:pull`` and ``push``;
+- a cross-repository mount (``POST …/blobs/uploads/?mount=…&from=<src>``): also
+  ``repository:<src>:pull``, asked together with the push; refused, the push alone is asked and
+  the mount becomes an ordinary upload;
+- ``DELETE`` of a manifest or blob: ``repository:<name>:delete``;
+- ``GET /v2/_catalog``: ``registry:catalog:*``.
 
 ``<name>`` is exactly the name the handler then reads and writes: validated against the spec's
 grammar first (``A/b``, ``a/../b`` and ``a/./b`` are ``NAME_INVALID``), after percent-decoding and
@@ -52,7 +50,9 @@ class Access:
 
 @dataclasses.dataclass(frozen=True)
 class Grant:
-    """A successful authentication: who the client is (``None`` for anonymous)."""
+    """A successful authentication: who the client is (``None`` for anonymous), which becomes the
+    ``actor.name`` of the request's events, and what the controller knows of it (``details``: a
+    token's claims, for instance), which ``registry_authorize`` implementations receive."""
 
     identity: str | None = None
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)

@@ -10,7 +10,9 @@ import inspect
 import sys
 from pathlib import Path
 
+from registry import auth as auth_module
 from registry import hookspecs
+from registry.auth import Access, AccessController, AuthDescriptor, AuthenticationRequired, Grant
 from registry.health import HealthCheck, PeriodicCheck
 from registry.routes import Route
 
@@ -63,6 +65,12 @@ else a new UUID. It is sent back in `X-Request-Id` and is the `request.id` of th
 """
 
 
+AUTH_HEADER = """
+## Access control
+
+""" + inspect.cleandoc(auth_module.__doc__ or "") + "\n\n"
+
+
 def _descriptor(cls: type) -> str:
     if dataclasses.is_dataclass(cls):
         params = []
@@ -92,6 +100,9 @@ def render() -> str:
         out.append(f"\n## `{name}`{first}\n\n```python\ndef {name}{sig}\n```\n\n{inspect.cleandoc(fn.__doc__ or '')}\n")
     out.append(EPILOGUE)
     out.append("\n".join(_descriptor(cls) for cls in (Route, HealthCheck, PeriodicCheck)))
+    out.append(AUTH_HEADER)
+    out.append("\n".join(_descriptor(cls) for cls in (AuthDescriptor, AccessController, Access, Grant,
+                                                       AuthenticationRequired)))
     return "".join(out)
 
 
