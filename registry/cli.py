@@ -175,7 +175,10 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     try:
-        load_config(args.config, os.environ, create_plugin_manager())
+        config = load_config(args.config, os.environ, create_plugin_manager())
+        from registry.serve import refuse_unserved_tls
+
+        refuse_unserved_tls(config)  # what `registry serve` would refuse, `config check` reports
     except ConfigError as exc:
         for line in exc.errors:
             print(line)

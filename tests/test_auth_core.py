@@ -166,3 +166,6 @@ def test_http_tls_refuses_to_start(tmp_path, tls):
     assert proc.returncode != 0
     assert "http.tls" in proc.stderr and "plain HTTP" in proc.stderr
     assert "listening" not in proc.stderr + proc.stdout
+    check = subprocess.run([str(exe), "config", "check", str(cfg)], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+    assert check.returncode == 1 and "http.tls" in check.stdout

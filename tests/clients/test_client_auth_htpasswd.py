@@ -152,3 +152,17 @@ def test_names_as_authorised_are_names_as_stored(server):
                  f"/v2/Alice/x/blobs/uploads/?digest={digest}"):
         assert call("POST", path, data) in (400, 403, 404), path
     assert call("HEAD", f"/v2/bob/app/blobs/{digest}") == 403
+
+
+def test_names_under_http_prefix(tmp_path):
+    """With `http.prefix`, the name authorised is the name after the prefix, as stored."""
+    (tmp_path / "htpasswd").write_text(htpasswd_line("alice", PASSWORDS["alice"]))
+    (tmp_path / "access.yml").write_text(RULES)
+    auth = (f"  htpasswd:\n    realm: test-realm\n    path: {tmp_path / 'htpasswd'}\n"
+            f"    rules: {tmp_path / 'access.yml'}\n")
+    creds = ("alice", PASSWORDS["alice"])
+    with auth_registry(tmp_path / "run", auth, "  prefix: /reg\n", probe="/reg/v2/") as s:
+        r = requests.post(f"{s.url}/reg/v2/alice/x/blobs/uploads/", auth=creds, timeout=10)
+        assert r.status_code == 202 and r.headers["Location"].startswith("/reg/v2/alice/x/")
+        r = requests.post(f"{s.url}/reg/v2/reg/alice/x/blobs/uploads/", auth=creds, timeout=10)
+        assert r.status_code == 403  # "reg/alice/x" is not alice's

@@ -265,3 +265,52 @@ def test_jwks_file_and_hmac_refused(tmp_path, keys):
         allowed_algorithms(["HS256"])
     with pytest.raises(ValueError):
         allowed_algorithms(["none"])
+
+
+def test_jwks_url_fetched_and_refreshed_from_startup(tmp_path, keys):
+    """A real loopback HTTP server holds the JWKS; a key added to it is picked up by a refresh, and
+    the refresher thread runs from registry_startup to registry_shutdown."""
+    import http.server
+    import threading
+
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(keys.signing.public_key()))
+    served = {"keys": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            body = json.dumps(served).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+        pm = create_plugin_manager()
+        driver = by_name(pm, "registry_storage_drivers")["inmemory"].factory({})
+        config = {"storage": {"inmemory": {}}, "auth": {"token": {
+            "realm": REALM, "service": SERVICE, "issuer": ISSUER, "jwks": url, "jwksrefresh": "5s"}}}
+        app = create_app(config, pm, driver=driver)
+        client = falcon.testing.TestClient(app)
+        token = sign(keys, claims(PULL_A), headers={"kid": "late"})
+        assert client.simulate_get("/v2/a/tags/list", headers=bearer(token)).status_code == 401
+        served["keys"] = [{**jwk, "kid": "late"}]
+        with app:
+            names = [t.name for t in threading.enumerate()]
+            assert "jwks-refresh" in names
+            app.registry_context.access.jwks.refresh()  # what the thread does every jwksrefresh
+            assert client.simulate_get("/v2/a/tags/list", headers=bearer(token)).status_code == 404
+            served["keys"] = "broken"
+            app.registry_context.access.jwks.refresh()  # a bad answer keeps the keys it had
+            assert client.simulate_get("/v2/a/tags/list", headers=bearer(token)).status_code == 404
+        assert "jwks-refresh" not in [t.name for t in threading.enumerate()]
+    finally:
+        server.shutdown()
+        server.server_close()
