@@ -3,12 +3,7 @@ access each request needs (the mount's source included), and http.tls refusing t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import falcon.testing
-import pytest
 
 from registry import hookimpl
 from registry.app import create_app
@@ -152,20 +147,3 @@ def test_scope_param_groups_actions_per_resource():
     access = [Access("repository", "a", "pull"), Access("repository", "a", "push"),
               Access("repository", "b", "pull"), Access("registry", "catalog", "*"), Access("repository", "a", "pull")]
     assert scope_param(access) == "repository:a:pull,push repository:b:pull registry:catalog:*"
-
-
-@pytest.mark.parametrize("tls", ["  tls:\n    certificate: /c.pem\n    key: /k.pem\n",
-                                 "  tls:\n    letsencrypt:\n      cachefile: /cache\n"])
-def test_http_tls_refuses_to_start(tmp_path, tls):
-    """Asked for HTTPS, `registry serve` never serves plain HTTP in its place."""
-    cfg = tmp_path / "config.yml"
-    cfg.write_text(f"version: 0.1\nstorage:\n  inmemory:\nhttp:\n  addr: 127.0.0.1:0\n{tls}")
-    exe = Path(sys.executable).with_name("registry")
-    proc = subprocess.run([str(exe), "serve", str(cfg)], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-    assert proc.returncode != 0
-    assert "http.tls" in proc.stderr and "plain HTTP" in proc.stderr
-    assert "listening" not in proc.stderr + proc.stdout
-    check = subprocess.run([str(exe), "config", "check", str(cfg)], capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL)
-    assert check.returncode == 1 and "http.tls" in check.stdout

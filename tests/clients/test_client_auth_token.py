@@ -4,15 +4,10 @@ Bearer challenge for an anonymous push, 403 for alice pushing to bob's repositor
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import time
-
-import bcrypt
 import pytest
 import requests
-from auth_servers import auth_registry
-from client_harness import _server_env, error_codes, find_tool, free_port, requirement_marks
+from auth_servers import auth_registry, token_server
+from client_harness import error_codes, requirement_marks
 
 from registry.authheaders import parse_challenge
 
@@ -34,39 +29,9 @@ rules:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     work = tmp_path_factory.mktemp("auth-token")
-    (work / "htpasswd").write_text("".join(
-        f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(5)).decode()}\n" for u, p in PASSWORDS.items()))
-    (work / "access.yml").write_text(RULES)
-    exe = find_tool("registry-token-server")
-    if exe is None:
-        pytest.fail("registry-token-server is not installed (make install installs contrib/token-server)",
-                    pytrace=False)
-    port = free_port()
-    log_path = work / "token-server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [exe, "--htpasswd", str(work / "htpasswd"), "--rules", str(work / "access.yml"), "--keys",
-             str(work / "keys"), "--listen", f"127.0.0.1:{port}", "--service", "test-registry"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_server_env(), start_new_session=True)
-    try:
-        deadline, up = time.monotonic() + 20, False
-        while time.monotonic() < deadline and proc.poll() is None and not up:
-            with contextlib.suppress(requests.RequestException):
-                up = requests.get(f"http://127.0.0.1:{port}/token", timeout=1).status_code == 200
-            if not up:
-                time.sleep(0.05)
-        printed = log_path.read_text()
-        assert up, f"token server did not start:\n{printed}"
-        # What it printed is the registry's config, used as it is.
-        auth = printed.split("Add this to the registry's config.yml:\n\n", 1)[1].split("\n\n", 1)[0]
-        assert auth.startswith("auth:\n")
-        with auth_registry(work / "registry", auth.split("\n", 1)[1] + "\n") as registry:
-            yield registry, port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        text = log_path.read_text()
-        assert all(p not in text for p in PASSWORDS.values()), "a password reached the token server's log"
+    with token_server(work / "token", PASSWORDS, RULES) as (auth, port), \
+            auth_registry(work / "registry", auth) as registry:
+        yield registry, port
 
 
 @pytest.fixture
