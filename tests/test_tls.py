@@ -137,7 +137,7 @@ def test_minimum_tls_version(tmp_path, pki):
 @pytest.mark.parametrize("tls_yaml,message", [
     ("    certificate: /nonexistent/c.pem\n    key: /nonexistent/k.pem\n", "no such file"),
     ("    certificate: CERT\n", "both certificate and key"),
-    ("    letsencrypt:\n      cachefile: /tmp/cache\n", "letsencrypt: not supported"),
+    ("    letsencrypt:\n      cachefile: /var/cache/registry-acme\n", "letsencrypt: not supported"),
     ("    certificate: CERT\n    key: KEY\n    minimumtls: tls1.0\n", "broken"),
     ("    certificate: CERT\n    key: KEY\n    ciphersuites: [TLS_RSA_WITH_RC4_128_SHA]\n", "ciphersuites"),
     ("    certificate: CERT\n    key: CA\n", "cannot use certificate"),
