@@ -115,6 +115,9 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("configuration: %s", config.source or "built-in defaults")
     try:
         from registry.app import create_app
+        from registry.serve import refuse_unserved_tls
+
+        refuse_unserved_tls(config)
 
         app = create_app(config, pm)  # calls registry_configure
     except ConfigError as exc:
@@ -172,7 +175,10 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     try:
-        load_config(args.config, os.environ, create_plugin_manager())
+        config = load_config(args.config, os.environ, create_plugin_manager())
+        from registry.serve import refuse_unserved_tls
+
+        refuse_unserved_tls(config)  # what `registry serve` would refuse, `config check` reports
     except ConfigError as exc:
         for line in exc.errors:
             print(line)

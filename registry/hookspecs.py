@@ -208,7 +208,18 @@ def registry_auth_backends() -> Sequence[AuthDescriptor] | None:
 
     :return: a list of :class:`registry.auth.AuthDescriptor` (name, factory, schema), or ``None``.
         The core picks the one named under ``auth:`` in the config (no ``auth:`` means anonymous
-        access with every action allowed).
+        access with every action allowed) and builds it once with ``factory(options)``, the
+        validated ``auth.<name>`` mapping; a factory that raises refuses the start.
+
+    The controller (:class:`registry.auth.AccessController`) is handed every API request with the
+    :class:`registry.auth.Access` it needs (``repository:<name>:pull`` for reads, ``pull`` and
+    ``push`` for writes, ``delete``, ``registry:catalog:*`` for the catalog, nothing for ``GET
+    /v2/``, and a mount's ``repository:<from>:pull`` with its push) and returns a
+    :class:`registry.auth.Grant`, or raises :class:`registry.auth.AuthenticationRequired` (401
+    with a ``WWW-Authenticate`` challenge: no or bad credentials) or :class:`registry.errors.Denied`
+    (403 ``DENIED``: authenticated, not allowed). The name it is asked about is exactly the name
+    the handler stores (validated, percent-decoded, without ``http.prefix``). See
+    :class:`registry.auth.AccessController` below for an example.
 
     All results are used. Called in the main thread.
     """
@@ -225,10 +236,20 @@ def registry_authorize(
     :param access: the repository actions the request needs (``Access(type, name, action)``).
     :param grant: what the access controller returned (:class:`registry.auth.Grant`: ``identity``
         and the controller's ``details``, e.g. a token's claims); ``Grant()`` when anonymous.
-    :return: ``False`` to deny (the client gets ``DENIED``), ``True`` to allow, ``None`` to let the
-        next implementation (and finally the access controller's own decision) stand.
+    :return: ``False`` to deny, ``True`` to allow, ``None`` to let the next implementation (and
+        finally the access controller's own decision) stand. A denied anonymous request gets the
+        access controller's challenge (401, so the client logs in) when it has one, else 403
+        ``DENIED``; an authenticated one gets 403 ``DENIED``. To answer 401 with a challenge of
+        its own, an implementation raises :class:`registry.auth.AuthenticationRequired`::
 
-    Stops at the first non-``None`` result. Called in the request's worker thread.
+            @hookimpl
+            def registry_authorize(request, identity, access):
+                if identity is None and any(a.name.startswith("private/") for a in access):
+                    raise AuthenticationRequired("Basic", {"realm": "registry"}, access=access)
+                return None
+
+    Stops at the first non-``None`` result. Called in the request's worker thread, for every API
+    request (``GET /v2/`` with an empty ``access``); keep it fast.
     """
 
 

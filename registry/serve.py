@@ -15,7 +15,9 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from types import FrameType
@@ -31,6 +33,7 @@ from registry.config import drain_timeout, http_addr, http_net, http_prefix, par
 from registry.handlers.base import API_VERSION_HEADER
 from registry.plugins import options_of
 from registry.spool import spooling_parser, usable_spool_directory
+from registry.tls import tls_context, tls_settings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,12 @@ _POLL_SECONDS = 0.5
 _DRAIN_POLL_SECONDS = 0.05
 
 
+def refuse_unserved_tls(config: Mapping[str, Any]) -> None:
+    """Raise :class:`registry.config.ConfigError` when ``http.tls`` asks for HTTPS that cannot be
+    served as asked (see :func:`registry.tls.tls_context`): never plain HTTP in its place."""
+    tls_context(config)
+
+
 def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments for :func:`waitress.create_server`: where to listen (``http.addr``,
     ``http.net``) and the ``http.waitress`` settings over :data:`WAITRESS_DEFAULTS`."""
@@ -69,6 +78,8 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
         options.setdefault("url_prefix", prefix)
     if "unix_socket_perms" in options:
         options["unix_socket_perms"] = str(options["unix_socket_perms"])  # octal digits, as in chmod
+    if tls_settings(config) is not None:
+        options.setdefault("url_scheme", "https")
     if http_net(config) == "unix":
         options["unix_socket"] = str(options_of(config, "http").get("addr"))
     else:
@@ -183,6 +194,123 @@ class _Channel(HTTPChannel):
         return super().received(data)
 
 
+class _TLSChannel(_Channel):
+    """A connection wrapped in TLS (``http.tls``), on waitress's event loop.
+
+    The accepted socket is wrapped without a handshake; the handshake then advances whenever the
+    socket is ready (a client that never completes it is closed by waitress's idle timeout, and one
+    without an acceptable certificate, under ``clientcas``, is refused during it). ``recv`` and
+    ``send`` map OpenSSL's want-read/want-write to "nothing now", which waitress's plain-socket
+    code would take for a closed connection, and each moves as many records as the socket takes.
+    waitress sends from task threads while the event loop reads: one lock per connection keeps them
+    from using the OpenSSL connection at once, which it does not allow. A read stops only when
+    OpenSSL wants more from the socket (or ``recv_bytes`` are in hand, and then the loop's next
+    round reads on), so no decrypted data is left waiting inside OpenSSL while the loop waits for
+    the socket to become readable.
+    """
+
+    tls_context: ssl.SSLContext
+
+    def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
+        self._tls_lock = threading.Lock()
+        self._tls_ready = False
+        self._tls_want_write = False
+        sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        super().__init__(server, sock, addr, adj, map)
+
+    def _handshake(self) -> bool:
+        with self._tls_lock:
+            try:
+                self.socket.do_handshake()
+            except ssl.SSLWantReadError:
+                self._tls_want_write = False
+                return False
+            except ssl.SSLWantWriteError:
+                self._tls_want_write = True
+                return False
+            except (ssl.SSLError, OSError) as exc:
+                log.info("TLS handshake with %s failed: %s", self.addr[0] if self.addr else "?",
+                         getattr(exc, "reason", None) or exc)
+                failed = True
+            else:
+                failed = False
+        if failed:
+            self.handle_close()
+            return False
+        self._tls_ready, self._tls_want_write = True, False
+        return True
+
+    def readable(self) -> bool:
+        return super().readable() if self._tls_ready else not self._tls_want_write
+
+    def writable(self) -> bool:
+        return self._tls_want_write or (self._tls_ready and bool(super().writable()))
+
+    def handle_write(self) -> None:
+        if not self._tls_ready:
+            self._handshake()
+            return
+        super().handle_write()
+
+    def handle_read(self) -> None:
+        if not self._tls_ready and not self._handshake():
+            return
+        # One recv is one TLS record (16 KiB at most): read records until the socket is drained or
+        # recv_bytes are in hand, so that waitress parses large pieces, as with a plain socket.
+        chunks: list[bytes] = []
+        size, closed, failed = 0, False, False
+        with self._tls_lock:
+            # Past recv_bytes only to empty OpenSSL's buffer: a record read in part leaves the rest
+            # decrypted there, and the socket would never become readable for it.
+            while size < self.adj.recv_bytes or self.socket.pending():
+                try:
+                    data = self.socket.recv(max(self.adj.recv_bytes - size, self.socket.pending()))
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break  # a record not yet complete, or a TLS message that carried no data
+                except ssl.SSLZeroReturnError:
+                    closed = True
+                    break
+                except OSError:
+                    failed = True
+                    break
+                if not data:
+                    closed = True
+                    break
+                chunks.append(data)
+                size += len(data)
+        if chunks:
+            self.last_activity = time.time()
+            self.received(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+            return  # a close or an error shows again on the next read, after this data is handled
+        if failed and self.adj.log_socket_errors:
+            self.logger.exception("Socket error")
+        if failed or closed:
+            self.handle_close()  # the client closed (close_notify or EOF), or the connection broke
+
+    def send(self, data: Any, do_close: bool = True) -> int:
+        # OpenSSL returns after each record (16 KiB) in Python's partial-write mode; waitress would
+        # then read the next chunk from the body file again for every record. Send records until
+        # the socket is full, as a plain socket's send does. A retry after want-write starts with
+        # the same bytes (waitress re-reads from the unsent offset), as OpenSSL requires.
+        view = memoryview(data)
+        sent, failed = 0, False
+        with self._tls_lock:
+            while sent < len(view):
+                try:
+                    n = self.socket.send(view[sent:])
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    break
+                except OSError:
+                    failed = True
+                    break
+                if n <= 0:
+                    break
+                sent += n
+        if failed and not sent and do_close:
+            self.handle_close()
+        return sent
+
+
 def _channel_class(app: Callable[..., Any]) -> type[HTTPChannel]:
     """:class:`_Channel`, spooling large request bodies where the app's storage can adopt them."""
     context = getattr(app, "registry_context", None)
@@ -214,6 +342,11 @@ class Server:
         else:
             self._map = self._server._map
         channel_class = _channel_class(app)
+        context = tls_context(config)
+        if context is not None:
+            channel_class = type(f"_TLS{channel_class.__name__}", (_TLSChannel, channel_class),
+                                 {"tls_context": context})
+        self._tls = context is not None
         for dispatcher in self._map.values():  # the listeners: nothing has been accepted yet
             if isinstance(dispatcher, waitress.server.BaseWSGIServer):
                 dispatcher.channel_class = channel_class
@@ -245,7 +378,7 @@ class Server:
         """The URLs the server listens on, with the real port when ``http.addr`` asked for port 0."""
         if self._adj.unix_socket:
             return [f"unix:{self._adj.unix_socket}"]
-        return _urls(self._server)
+        return _urls(self._server, "https" if self._tls else "http")
 
     @property
     def debug_addresses(self) -> list[str]:
@@ -309,11 +442,11 @@ class Server:
             wasyncore.loop(timeout=_DRAIN_POLL_SECONDS, map=self._map, use_poll=self._adj.asyncore_use_poll, count=1)
 
 
-def _urls(server: Any) -> list[str]:
+def _urls(server: Any, scheme: str = "http") -> list[str]:
     listening = getattr(server, "effective_listen", None)
     if listening is None:
         listening = [(server.effective_host, server.effective_port)]
-    return [f"http://[{h}]:{p}" if ":" in str(h) else f"http://{h}:{p}" for h, p in listening]
+    return [f"{scheme}://[{h}]:{p}" if ":" in str(h) else f"{scheme}://{h}:{p}" for h, p in listening]
 
 
 def serve(app: Callable[..., Any], config: Mapping[str, Any], *, describe: str = "") -> None:

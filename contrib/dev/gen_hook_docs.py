@@ -10,8 +10,9 @@ import inspect
 import sys
 from pathlib import Path
 
+from registry import auth as auth_module
 from registry import hookspecs
-from registry.auth import Access, AuthDescriptor, Grant
+from registry.auth import Access, AccessController, AuthDescriptor, AuthenticationRequired, Grant
 from registry.health import HealthCheck, PeriodicCheck
 from registry.routes import Route
 from registry.storage.descriptor import DriverDescriptor
@@ -120,6 +121,12 @@ With `auth: {statictokens: {tokens: {s3cret: alice}}}`, `GET /v2/` without a tok
 """
 
 
+AUTH_HEADER = """
+## Access control
+
+""" + inspect.cleandoc(auth_module.__doc__ or "") + "\n\n"
+
+
 def _descriptor(cls: type) -> str:
     if dataclasses.is_dataclass(cls):
         params = []
@@ -151,7 +158,10 @@ def render() -> str:
         out.append(f"\n## `{name}`{first}\n\n```python\ndef {name}{sig}\n```\n\n{inspect.cleandoc(fn.__doc__ or '')}\n")
     out.append(EPILOGUE)
     out.append("\n".join(_descriptor(cls) for cls in (Route, HealthCheck, PeriodicCheck, DriverDescriptor,
-                                                MiddlewareDescriptor, AuthDescriptor, Access, Grant)))
+                                                MiddlewareDescriptor)))
+    out.append(AUTH_HEADER)
+    out.append("\n".join(_descriptor(cls) for cls in (AuthDescriptor, AccessController, Access, Grant,
+                                                       AuthenticationRequired)))
     return "".join(out)
 
 

@@ -52,6 +52,7 @@ CORE_ACTS_ON: frozenset[str] = frozenset(
         "http.waitress",
         "http.host",
         "http.debug.addr",
+        "http.tls",
         "health.storagedriver",
         "middleware.storage",
         "catalog.maxentries",

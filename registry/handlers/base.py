@@ -15,7 +15,7 @@ from typing import Any
 import falcon
 import pluggy
 
-from registry.auth import Access, AccessController, Grant
+from registry.auth import Access, AccessController, Grant, access_detail
 from registry.digests import Digest, parse_digest
 from registry.errors import Denied, RegistryError
 from registry.grammar import check_name  # noqa: F401 - the handlers import it from here
@@ -91,9 +91,14 @@ class Context:
         hook = self.pm.hook.registry_authorize
         # A pluggy call costs more than the rest of this method: skip it when nothing implements it.
         if hook.get_hookimpls():
+            # An implementation may also raise AuthenticationRequired (401) or Denied itself.
             verdict = hook(request=req, identity=grant.identity, access=list(access), grant=grant)
             if verdict is False:
-                raise Denied(detail=[{"Type": a.type, "Name": a.name, "Action": a.action} for a in access])
+                if grant.identity is None and self.access is not None:
+                    challenge = self.access.challenge(req, access)
+                    if challenge is not None:
+                        raise challenge
+                raise Denied(detail=access_detail(access))
         req.context.grant = grant
         req.context.identity = grant.identity
         return grant

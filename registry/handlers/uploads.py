@@ -109,11 +109,11 @@ class UploadsResource:
         check_name(name)
         mount = req.get_param("mount")
         digest = req.get_param("digest")
-        self.ctx.authorize(req, push(name))
+        source = req.get_param("from") if mount is not None else None
+        source_allowed = self._authorize_mount(req, name, source)
         if mount is not None:
             d = check_digest(mount)
-            source = req.get_param("from")
-            if self._mount(req, name, d, source):
+            if self._mount(req, name, d, source, source_allowed):
                 size = self.ctx.store.blob_size(d) or 0
                 _created(self.ctx, req, resp, name, d, size, action="mount", source=source)
                 return
@@ -129,15 +129,31 @@ class UploadsResource:
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, 0)
 
-    def _mount(self, req: falcon.Request, name: str, d: Digest, source: str | None) -> bool:
+    def _authorize_mount(self, req: falcon.Request, name: str, source: str | None) -> bool:
+        """Authorize the push, and say whether the mount's source may be read.
+
+        Asked together first, as Distribution does, so that a 401's challenge names the source's
+        scope too and a token client fetches one token for both. Refused together, the push alone
+        decides: its own refusal is sent (with the combined challenge), its success means an
+        ordinary upload instead of the mount."""
+        if not source or not NAME_RE.match(source) or len(source) > 255:
+            self.ctx.authorize(req, push(name))
+            return False
+        try:
+            self.ctx.authorize(req, push(name) + pull(source))
+            return True
+        except RegistryError as combined:
+            try:
+                self.ctx.authorize(req, push(name))
+            except RegistryError:
+                raise combined from None
+            return False  # not allowed to read the source: fall back to an upload
+
+    def _mount(self, req: falcon.Request, name: str, d: Digest, source: str | None, source_allowed: bool) -> bool:
         store = self.ctx.store
         if source:
-            if not NAME_RE.match(source) or len(source) > 255:
+            if not source_allowed:
                 return False
-            try:
-                self.ctx.authorize(req, pull(source))
-            except RegistryError:
-                return False  # not allowed to read the source: fall back to an upload
             if not store.has_layer_link(source, d) or store.blob_size(d) is None:
                 return False
         else:

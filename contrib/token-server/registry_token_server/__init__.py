@@ -1,0 +1,1 @@
+"""A reference token server for the registry (the Docker token authentication spec)."""
