@@ -124,6 +124,10 @@ def test_mutual_tls_refused_at_the_handshake_without_a_client_certificate(tmp_pa
         # TLS 1.3 sends the refusal after the client's Finished: it shows on the first read at the latest.
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
             _handshake(port, pki, cert=False)
+        # The server logs after the client has seen the refusal: give it a moment (bounded).
+        deadline = time.monotonic() + 10
+        while "TLS handshake with 127.0.0.1 failed" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert "TLS handshake with 127.0.0.1 failed" in log.read_text()
 
 
