@@ -102,7 +102,8 @@ def map_error(exc: BaseException, path: str) -> StorageError:
     if isinstance(exc, ae.ResourceModifiedError):
         return ConflictError("the blob changed since this writer opened it", path=path)
     if isinstance(exc, ae.HttpResponseError) and exc.status_code is not None:
-        status, code = exc.status_code, str(getattr(exc, "error_code", "") or "")
+        code_enum = getattr(exc, "error_code", None) or ""
+        status, code = exc.status_code, str(getattr(code_enum, "value", code_enum))
         message = f"Azure answered {status} {code}".strip()
         if status == 429 or (status == 503 and "ServerBusy" in code):
             return StorageThrottledError(message, path=path, retry_after=_retry_after(exc))
