@@ -437,7 +437,14 @@ class _FreshWriter(_Writer):
                     raise StorageError(f"more than {MAX_BLOCKS} blocks: raise blocksize", path=self._path)
                 self._blob.commit_block_list([BlobBlock(block_id=b[0]) for b in self._staged])
 
-        self._guard(run)
+        try:
+            self._guard(run)
+        except StorageError as exc:
+            if "InvalidBlockList" not in str(exc):
+                raise
+            # Another fresh writer of this path committed first, which drops every uncommitted
+            # block, ours too: the same blob pushed twice at once. Retrying finds it stored.
+            raise StorageUnavailableError("a concurrent writer replaced this file; retry", path=self._path) from exc
         self._ended = "committed"  # the buffer stays: it is what `size` counts
 
     def cancel(self) -> None:

@@ -272,3 +272,31 @@ def test_config_check_knows_every_option(tmp_path: Path) -> None:
         result = _check(tmp_path, bad)
         assert result.returncode == 1, (bad, result.stdout)
         assert "storage.azure" in result.stdout + result.stderr
+
+
+def test_docs_page_names_every_option() -> None:
+    schema = json.loads((Path(__file__).parents[1] / "registry_azure" / "schema.json").read_text())
+    docs = (Path(__file__).parents[3] / "docs" / "azure.md").read_text()
+    props = schema["properties"]
+    options = [k for k in props if k != "credentials"]
+    options += [f"credentials.{k}" for k in props["credentials"]["properties"]]
+    missing = [name for name in options if f"| `{name}` |" not in docs]
+    assert not missing, missing
+    for kind in schema["properties"]["credentials"]["properties"]["type"]["enum"]:
+        assert f"`{kind}`" in docs, kind
+
+
+def test_fresh_writers_racing_on_one_path_leave_one_whole_version(make_driver) -> None:
+    """Two fresh writers staging blocks for one path (one blob pushed twice at once): the first
+    commit wins whole; the second, whose staged blocks that commit dropped, is told to retry."""
+    one, two = checked(make_driver()), checked(make_driver())
+    path = "/blobs/same/data"
+    first, second = one.writer(path), two.writer(path)
+    a, b = os.urandom(2 * MiB + 3), os.urandom(2 * MiB + 3)
+    first.write(a)
+    second.write(b)
+    first.commit()
+    with pytest.raises(StorageUnavailableError):
+        second.commit()
+    second.close()
+    assert one.get_content(path) == a
