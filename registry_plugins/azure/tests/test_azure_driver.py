@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azurite_server import require_sdk  # noqa: E402
 
 from registry.storage.checked import checked
 from registry.storage.driver import (
@@ -26,7 +27,7 @@ from registry.storage.driver import (
     StorageUnavailableError,
 )
 
-azure_blob = pytest.importorskip("azure.storage.blob")
+require_sdk()  # at import: skips (or, under CI, fails) the module without the SDK
 
 from registry_azure.driver import AzureDriver, from_parameters  # noqa: E402
 
