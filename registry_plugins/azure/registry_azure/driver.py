@@ -203,7 +203,12 @@ class AzureDriver(StorageDriver):
         except ResourceExistsError:
             pass
         except Exception as exc:
-            raise map_error(exc, "/") from exc
+            mapped = map_error(exc, "/")
+            if isinstance(mapped, StorageUnavailableError):
+                raise mapped from exc  # tried again before the next write
+            # E.g. 403 for an identity that may use the container but not create one: the
+            # container is assumed to exist, and the operations themselves report what is wrong.
+            log.warning("azure: could not create container %s: %s", self.container.container_name, mapped)
         self._container_ready = True
 
     # -- reading ---------------------------------------------------------------------------------
@@ -594,6 +599,11 @@ class _AppendWriter(_Writer):
 def from_parameters(params: Mapping[str, Any]) -> AzureDriver:
     """Build the driver from the validated ``storage.azure`` mapping (see ``schema.json``)."""
     from azure.storage.blob import BlobServiceClient, LinearRetry
+
+    sdk_log = logging.getLogger("azure")
+    if sdk_log.level == logging.NOTSET:
+        # The SDK logs every request and response, headers included, at INFO: our log, not its.
+        sdk_log.setLevel(logging.WARNING)
 
     account = params.get("accountname") or ""
     key = params.get("accountkey") or ""

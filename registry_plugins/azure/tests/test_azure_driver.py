@@ -301,3 +301,13 @@ def test_fresh_writers_racing_on_one_path_leave_one_whole_version(make_driver) -
         second.commit()
     second.close()
     assert one.get_content(path) == a
+
+
+def test_sdk_request_logging_stays_out_of_an_info_log(make_driver, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    storage = checked(make_driver())
+    with caplog.at_level(logging.INFO):
+        storage.put_content("/logged/file", b"x")
+        assert storage.get_content("/logged/file") == b"x"
+    assert not [r for r in caplog.records if r.name.startswith("azure")], caplog.text[:500]
