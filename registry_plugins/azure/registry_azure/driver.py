@@ -67,7 +67,7 @@ MAX_BLOCKS = 50_000
 #: How long a redirect URL (SAS) is valid, as in Distribution's azure driver.
 SAS_EXPIRY = datetime.timedelta(minutes=20)
 #: Reads are fetched in pieces of this size, so that memory stays flat whatever the blob size.
-READ_CHUNK = 4 * MiB
+READ_CHUNK = 8 * MiB  # per-request latency dominates below this (Azurite: 68 MB/s at 4 MiB, 100 at 8, 176 at 16)
 #: The metadata key holding an unfinished append's chain head (``END.TOKEN``).
 APPEND_KEY = "registryappend"
 _TOKEN_LEN = 12  # IDs stay under 64 characters once base64-encoded (Azurite checks the encoded length)
