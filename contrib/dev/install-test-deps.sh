@@ -54,5 +54,7 @@ else
   echo "$want" >"$stamp"
 fi
 
+bash contrib/dev/install-azurite.sh  # Azurite for registry_plugins/azure (its own script)
+
 echo "install-test-deps: $(skopeo --version); $(podman --version); $(buildah --version | cut -d' ' -f1-3);" \
   "$(docker-registry --version | cut -d' ' -f2-); node $(node --version)"

@@ -39,6 +39,7 @@ import requests
 OURS = "ours"
 DISTRIBUTION = "distribution"
 SERVER_ENV = "REGISTRY_TEST_SERVER"
+STORAGE_ENV = "REGISTRY_TEST_STORAGE"
 
 START_TIMEOUT = 20.0  # seconds until `GET /v2/` must answer 200
 STOP_TIMEOUT = 10.0
@@ -258,14 +259,20 @@ def free_port() -> int:
 
 
 def write_config(path: Path, *, root: Path, port: int) -> None:
-    """The Distribution-format config both servers read. JSON strings are valid YAML scalars."""
+    """The Distribution-format config both servers read. JSON strings are valid YAML scalars.
+
+    With `REGISTRY_TEST_STORAGE` (a JSON mapping, e.g. `{"azure": {...}}`) its keys replace the
+    filesystem driver under `storage:`: how a storage plugin runs this suite against its backend.
+    """
+    storage: dict = {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}}
+    if os.environ.get(STORAGE_ENV):
+        storage = {"delete": {"enabled": True}, **json.loads(os.environ[STORAGE_ENV])}
     path.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n"
         "storage:\n"
-        f"  filesystem:\n    rootdirectory: {json.dumps(str(root))}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        + "".join(f"  {key}: {json.dumps(value)}\n" for key, value in storage.items())
+        + f"http:\n  addr: 127.0.0.1:{port}\n"
     )
 
 
