@@ -54,5 +54,7 @@ else
   echo "$want" >"$stamp"
 fi
 
+bash contrib/dev/install-ceph.sh  # single-node Ceph RGW for the s3 and rgw storage plugins' tests
+
 echo "install-test-deps: $(skopeo --version); $(podman --version); $(buildah --version | cut -d' ' -f1-3);" \
   "$(docker-registry --version | cut -d' ' -f2-); node $(node --version)"
