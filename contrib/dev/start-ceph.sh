@@ -90,7 +90,7 @@ log file = $D/log/\$name.log
 # ("get_initial_auth_request returned -13").
 auth client required = none
 ms mon client mode = crc
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw data = $D/rgw
 rgw thread pool size = 64
 rgw enable usage log = false

@@ -126,8 +126,12 @@ def ensure_bucket(client: Any, opts: Mapping[str, Any]) -> None:
             raise
 
 
-def build_driver(params: Mapping[str, Any] | None, defaults: Mapping[str, Any] = DEFAULTS, **extra: Any) -> Any:
-    """The driver for a validated option mapping (also used by the ``rgw`` plugin with its defaults)."""
+def build_driver(
+    params: Mapping[str, Any] | None, defaults: Mapping[str, Any] = DEFAULTS, driver_class: type | None = None,
+    **extra: Any,
+) -> Any:
+    """The driver for a validated option mapping; the ``rgw`` plugin passes its own ``driver_class``
+    (a subclass of :class:`~registry_s3.driver.S3Driver`) and ``extra`` constructor arguments."""
     from registry_s3.driver import S3Driver, map_error
 
     opts = options(params, defaults)
@@ -139,7 +143,7 @@ def build_driver(params: Mapping[str, Any] | None, defaults: Mapping[str, Any] =
             ensure_bucket(client, opts)
         except Exception as exc:  # noqa: BLE001 - reported as the storage error it is
             raise map_error(exc, operation="create_bucket") from exc
-    return S3Driver(
+    return (driver_class or S3Driver)(
         client, opts["bucket"], rootdirectory=opts["rootdirectory"], chunksize=opts["chunksize"],
         multipartcopychunksize=opts["multipartcopychunksize"],
         multipartcopymaxconcurrency=opts["multipartcopymaxconcurrency"],
