@@ -38,8 +38,9 @@ def s3_options(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def create_driver(params: Mapping[str, Any] | None) -> Any:
     """The descriptor's factory: ``params`` is the (validated) ``storage.rgw`` mapping."""
-    from registry_rgw.driver import RGWDriver
     from registry_s3.plugin import DEFAULTS, build_driver
+
+    from registry_rgw.driver import RGWDriver
 
     return build_driver(s3_options(params), DEFAULTS, driver_class=RGWDriver, empty_etag_after_complete=True)
 

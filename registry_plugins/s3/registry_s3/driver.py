@@ -202,7 +202,9 @@ class S3Driver(StorageDriver):
         base = "" if path == "/" else path
         return sorted(f"{base}/{name}" for name in children)
 
-    def pages(self, prefix: str, delimiter: str = "", start_after: str = "", max_pages: int = 1 << 20) -> Iterator[dict]:
+    def pages(
+        self, prefix: str, delimiter: str = "", start_after: str = "", max_pages: int = 1 << 20
+    ) -> Iterator[dict]:
         """``ListObjectsV2`` pages under ``prefix`` (1,000 keys or prefixes each), at most ``max_pages``."""
         kwargs: dict[str, Any] = {"Prefix": prefix}
         if delimiter:
@@ -258,8 +260,10 @@ class S3Driver(StorageDriver):
         ranges = [(n, start, min(start + chunk, size) - 1) for n, start in enumerate(range(0, size, chunk), 1)]
 
         def copy(number: int, first: int, last: int) -> dict[str, Any]:
-            response = self.call("upload_part_copy", path, Key=dst, UploadId=upload_id, PartNumber=number,
-                                 CopySource={"Bucket": self.bucket, "Key": src}, CopySourceRange=f"bytes={first}-{last}")
+            response = self.call(
+                "upload_part_copy", path, Key=dst, UploadId=upload_id, PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": src}, CopySourceRange=f"bytes={first}-{last}",
+            )
             return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
 
         try:
@@ -646,7 +650,7 @@ def map_error(exc: BaseException, *, path: str = "", operation: str = "") -> Sto
         bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ReadTimeoutError, bce.ConnectTimeoutError,
         bce.ResponseStreamingError, bce.IncompleteReadError, ConnectionError, TimeoutError,
     )
-    if isinstance(exc, unavailable) or isinstance(exc, bce.HTTPClientError):
+    if isinstance(exc, (*unavailable, bce.HTTPClientError)):
         return StorageUnavailableError(f"{operation}: the object store is unreachable: {exc}", path=path, driver=name)
     if isinstance(exc, bce.NoCredentialsError):
         return StorageError(f"{operation}: no S3 credentials (set accesskey/secretkey)", path=path, driver=name)

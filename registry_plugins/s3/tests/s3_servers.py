@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,23 +110,34 @@ def stop_moto(server: S3Server) -> None:
     subprocess.run(["bash", str(CONTRIB / "stop-moto.sh")], env=server.env, timeout=60, check=False)
 
 
-@pytest.fixture(scope="session")
-def rgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A single-node Ceph cluster with radosgw for the whole session (memstore OSD)."""
-    server = start_rgw(tmp_path_factory.mktemp("rgw"))
-    try:
-        yield server
-    finally:
-        stop_rgw(server, "--wipe")
+#: One server of each kind for the whole session, however many conftests register the fixtures.
+_SERVERS = pytest.StashKey[dict]()
+
+
+def _shared(request: pytest.FixtureRequest, kind: str) -> S3Server:
+    servers = request.config.stash.setdefault(_SERVERS, {})
+    if kind not in servers:
+        workdir = request.getfixturevalue("tmp_path_factory").mktemp(kind)
+        if kind == "rgw":
+            server = start_rgw(workdir)
+            request.config.add_cleanup(lambda: stop_rgw(server, "--wipe"))
+        else:
+            server = start_moto(workdir)
+            request.config.add_cleanup(lambda: stop_moto(server))
+        servers[kind] = server
+    return servers[kind]
 
 
 @pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_moto(tmp_path_factory.mktemp("moto"))
-    try:
-        yield server
-    finally:
-        stop_moto(server)
+def rgw_server(request: pytest.FixtureRequest) -> S3Server:
+    """A single-node Ceph cluster with radosgw (memstore OSD), started once per session."""
+    return _shared(request, "rgw")
+
+
+@pytest.fixture(scope="session")
+def moto_server(request: pytest.FixtureRequest) -> S3Server:
+    """moto's S3 server, started once per session."""
+    return _shared(request, "moto")
 
 
 @pytest.fixture(params=["rgw", "moto"])
