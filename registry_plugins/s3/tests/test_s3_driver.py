@@ -185,3 +185,14 @@ def test_every_option_is_described(package: str) -> None:
     assert not list(validator.iter_errors({"bucket": "b", "regionendpoint": "http://127.0.0.1:1"}))
     assert list(validator.iter_errors({"bucket": "b", "regionendpoint": "x", "nosuchoption": 1}))
     assert list(validator.iter_errors({"bucket": "b", "regionendpoint": "x", "chunksize": "ten"}))
+
+
+@pytest.mark.parametrize(("package", "page"), [("registry_s3", "s3.md"), ("registry_rgw", "rgw.md")])
+def test_every_option_is_documented(package: str, page: str) -> None:
+    from s3_servers import REPO
+
+    pytest.importorskip(package)
+    schema = json.loads(resources.files(package).joinpath("schema.json").read_text("utf-8"))
+    text = (REPO / "docs" / page).read_text("utf-8")
+    missing = [name for name in schema["properties"] if f"| `{name}` |" not in text]
+    assert not missing, f"docs/{page} lacks {missing}"
