@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs a single-node Ceph with radosgw from Debian's packages, for contrib/dev/start-ceph.sh (the S3
-# and RGW storage plugins' tests run against it). Idempotent and quick to rerun: apt runs only when a
+# and RGW storage plugins' tests run against it), and nginx for the scale-out test (several registry
+# processes on one bucket behind contrib/nginx/registry-cluster.conf). Idempotent and quick to rerun: apt runs only when a
 # package is missing.
 set -euo pipefail
 
-APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common curl)
+APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common curl nginx-light)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -25,4 +26,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "install-ceph: Debian packages already installed"
 fi
-echo "install-ceph: $(ceph --version | cut -d' ' -f1-3); $(radosgw --version | cut -d' ' -f1-3)"
+echo "install-ceph: $(ceph --version | cut -d' ' -f1-3); $(nginx -v 2>&1)"
