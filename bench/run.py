@@ -37,7 +37,7 @@ from bench.workloads import (
 )
 
 KINDS = ("ours", "dist")
-GROUPS = ("upload", "download", "manifest", "push", "rss", "catalog")
+GROUPS = ("upload", "download", "manifest", "push", "rss", "catalog", "s3")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -81,6 +81,7 @@ class Settings:
     server_cpu: str  # BENCH_SERVER_CPU (1): the core the server is pinned to for manifest workloads
     client_cpu: str  # BENCH_CLIENT_CPU (0): the core the load generator is pinned to
     deadline_minutes: float  # BENCH_DEADLINE_MINUTES: remaining repeats are skipped after this
+    s3_mib: int = 512  # BENCH_S3_MIB: the layer pushed and pulled through both registries on radosgw
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -115,6 +116,7 @@ class Settings:
             server_cpu=os.environ.get("BENCH_SERVER_CPU", "1"),
             client_cpu=os.environ.get("BENCH_CLIENT_CPU", "0"),
             deadline_minutes=_env_float("BENCH_DEADLINE_MINUTES", 14.0),
+            s3_mib=_env_int("BENCH_S3_MIB", 64 if quick else 512),
         )
 
 
@@ -177,7 +179,7 @@ class Runner:
         # The small-request phases first, and a sync before each phase: writing back the GiBs of the
         # transfer phases would otherwise run on the cores (and evict the caches) of what follows.
         phases = [("manifest", self.manifest_phase), ("catalog", self.catalog_phase),
-                  ("transfers", self.transfer_phase), ("rss", self.rss_phase)]
+                  ("transfers", self.transfer_phase), ("rss", self.rss_phase), ("s3", self.s3_phase)]
         for name, phase in phases:
             wanted = {"upload", "download", "push"} if name == "transfers" else {name}
             if wanted & set(s.only):
@@ -236,6 +238,58 @@ class Runner:
         finally:
             for server in servers.values():
                 server.stop()
+
+    def s3_phase(self) -> None:
+        """Push (16 MiB PATCHes) and pull a layer through both registries on one radosgw: ours with
+        the rgw driver, Distribution with its own s3 driver, each on a bucket of its own, redirects
+        off so that the bytes pass through the registry."""
+        s = self.s
+        size, chunk = s.s3_mib * MiB, s.chunk_mib * MiB
+        up = self.add(report.Row("s3_upload", f"S3 (radosgw): upload {s.s3_mib} MiB in {s.chunk_mib} MiB PATCHes",
+                                 "MB/s", "higher", target=report.Target("ratio_ge", 1.0), cpu_unit="CPU s/GiB"))
+        down = self.add(report.Row("s3_download", f"S3 (radosgw): download {s.s3_mib} MiB", "MB/s", "higher",
+                                   target=report.Target("ratio_ge", 1.0), cpu_unit="CPU s/GiB"))
+        ceph_dir = s.workdir / "ceph"
+        ports = {"RGW_PORT": s.port_base + 90, "MON_V2_PORT": s.port_base + 91, "MON_V1_PORT": s.port_base + 92}
+        env = {**os.environ, "CEPH_DIR": str(ceph_dir), "OSD_STORE": "bluestore",
+               **{k: str(v) for k, v in ports.items()}}
+        started = subprocess.run(["bash", str(REPO_ROOT / "contrib" / "dev" / "start-ceph.sh")], env=env,
+                                 capture_output=True, text=True, timeout=180)
+        if started.returncode:
+            raise RuntimeError(f"start-ceph.sh failed: {started.stderr[-2000:]}")
+        out = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line and line[0] != "#")
+        endpoint, key, secret = out["RGW_S3_ENDPOINT"], out["RGW_ACCESS_KEY_ID"], out["RGW_SECRET_ACCESS_KEY"]
+        servers: dict[str, Server] = {}
+        try:
+            common = (f"regionendpoint: {endpoint}, bucket: bench-{{kind}}, accesskey: {key}, secretkey: {secret}, "
+                      f"chunksize: {chunk}")
+            tail = (", delete: {enabled: true}, redirect: {disable: true}, "
+                    "maintenance: {uploadpurging: {enabled: false}}}\n")
+            storage = {
+                "ours": "storage: {rgw: {" + common.format(kind="ours") + ", createbucket: true}" + tail,
+                # Distribution creates no bucket: ours makes its own above, and this one here.
+                "dist": "storage: {s3: {" + common.format(kind="dist") + ", region: us-east-1, secure: false, "
+                        "v4auth: true, forcepathstyle: true}" + tail,
+            }
+            for i, kind in enumerate(KINDS):
+                if kind == "dist":
+                    _create_bucket(endpoint, key, secret, "bench-dist")
+                # Distribution's s3 driver refuses to start with AWS_CA_BUNDLE set (LoadCustomCABundleError).
+                servers[kind] = Server(kind, s.workdir / "data" / kind, s.port_base + 80 + i, s.workdir / "logs",
+                                       storage=storage[kind], drop_env=("AWS_CA_BUNDLE",)).start()
+            for r in self.repeat(s.repeats):
+                self.log(f"s3: repeat {r + 1}/{s.repeats}")
+                blob = PatternBlob(size, seed=300 + r)
+                blob.compute_digest()
+                for kind in self.alternate(r):
+                    up.record(kind, upload(servers[kind], blob, chunk=chunk, repo=f"bench/s3-{r}"))
+                    down.record(kind, download(servers[kind], f"bench/s3-{r}", blob.digest, blob.size, 1))
+                self._progress(up, down)
+        finally:
+            for server in servers.values():
+                server.stop()
+            subprocess.run(["bash", str(REPO_ROOT / "contrib" / "dev" / "stop-ceph.sh"), "--wipe"], env=env,
+                           timeout=120, check=False)
 
     def manifest_phase(self) -> None:
         s = self.s
@@ -357,6 +411,13 @@ class Runner:
     def _progress(self, *rows: report.Row) -> None:
         for row in rows:
             print("    " + report.one_line(row), flush=True)
+
+
+def _create_bucket(endpoint: str, key: str, secret: str, bucket: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
+                 region_name="us-east-1").create_bucket(Bucket=bucket)
 
 
 def environment() -> dict:

@@ -32,21 +32,21 @@ _STORAGE = "storage: {{filesystem: {{rootdirectory: {root}}}, delete: {{enabled:
            "maintenance: {{uploadpurging: {{enabled: false}}}}}}\n"
 
 
-def _our_config(root: Path, port: int, threads: int) -> str:
+def _our_config(root: Path, port: int, threads: int, storage: str | None = None) -> str:
     return (
         "version: 0.1\n"
-        + _STORAGE.format(root=root) +
+        + (storage or _STORAGE.format(root=root)) +
         f"http: {{addr: 127.0.0.1:{port}, waitress: {{threads: {threads}}}}}\n"
         "log: {level: warn}\n"
     )
 
 
-def _dist_config(root: Path, port: int) -> str:
+def _dist_config(root: Path, port: int, storage: str | None = None) -> str:
     # The access log is off: it costs Distribution CPU per request and we log nothing per request
     # either; the secret only silences the start-up warning.
     return (
         "version: 0.1\n"
-        + _STORAGE.format(root=root) +
+        + (storage or _STORAGE.format(root=root)) +
         f"http: {{addr: 127.0.0.1:{port}, secret: bench-not-secret}}\n"
         "log: {level: warn, accesslog: {disabled: true}}\n"
     )
@@ -62,10 +62,14 @@ class Server:
     :param cpus: CPU list for ``taskset -c`` (``None``: not pinned).
     :param env: extra environment variables for the server (e.g. ``PYTHONPATH`` of another checkout,
         to compare our registry before and after a change).
+    :param storage: the config's ``storage:`` line (YAML flow style, newline-terminated) instead of
+        the filesystem driver on ``root``; ``drop_env`` names variables the server must not see.
     """
 
     def __init__(self, kind: str, root: Path, port: int, workdir: Path, *, cpus: str | None = None,
-                 threads: int = 8, env: dict[str, str] | None = None) -> None:
+                 threads: int = 8, env: dict[str, str] | None = None, storage: str | None = None,
+                 drop_env: tuple[str, ...] = ()) -> None:
+        self.storage, self.drop_env = storage, drop_env
         self.kind, self.port, self.cpus = kind, port, cpus
         self.root, self.workdir = root.resolve(), workdir.resolve()
         self.threads = threads
@@ -93,9 +97,9 @@ class Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / f"{self.kind}-{self.port}.yml"
         if self.kind == "ours":
-            config_path.write_text(_our_config(self.root, self.port, self.threads))
+            config_path.write_text(_our_config(self.root, self.port, self.threads, self.storage))
         else:
-            config_path.write_text(_dist_config(self.root, self.port))
+            config_path.write_text(_dist_config(self.root, self.port, self.storage))
         env = dict(os.environ)
         # waitress spools large request bodies to $TMPDIR: keep that on the data's disk, in our tree.
         spool = self.workdir / "tmp"
@@ -103,6 +107,8 @@ class Server:
         env["TMPDIR"] = str(spool)
         env.pop("REGISTRY_CONFIGURATION_PATH", None)
         env.update(self.extra_env)
+        for name in self.drop_env:
+            env.pop(name, None)
         self._log = open(self.workdir / f"{self.kind}-{self.port}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self.command(config_path), stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, cwd=self.workdir)

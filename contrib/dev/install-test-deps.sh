@@ -55,6 +55,7 @@ else
 fi
 
 bash contrib/dev/install-azurite.sh  # Azurite for registry_plugins/azure (its own script)
+bash contrib/dev/install-ceph.sh  # single-node Ceph RGW for the s3 and rgw storage plugins' tests
 
 echo "install-test-deps: $(skopeo --version); $(podman --version); $(buildah --version | cut -d' ' -f1-3);" \
   "$(docker-registry --version | cut -d' ' -f2-); node $(node --version)"

@@ -1,0 +1,670 @@
+"""The storage contract (:mod:`registry.storage.driver`) on S3, through one boto3 client.
+
+How the contract maps onto S3 (the same design as the test tree's in-memory model of an object store):
+
+- A **fresh writer** buffers one part; content that fits is one ``PutObject`` at :meth:`commit`,
+  anything larger becomes a multipart upload of its own, completed at :meth:`commit` and aborted by
+  :meth:`close`/:meth:`cancel`.
+- An **appending writer** resumes *the path's* multipart upload, found by ``ListMultipartUploads``
+  (so any process can resume it): its parts (``ListParts``), then a small **tail** object holding
+  what did not fill a part (S3 wants 5 MiB per part but the last), at ``<key>~tail`` (``~`` is
+  outside the storage path alphabet, so no registry path can collide with it, and listings hide it).
+  :meth:`close` keeps the parts and the tail; :meth:`commit` sends the last part and completes the
+  upload; :meth:`cancel` aborts it and deletes everything. Nothing lives in this process's memory
+  between two writers.
+- **Conflicts**: before keeping anything, an appending writer lists the upload's parts again and
+  compares them (numbers, ETags, sizes) and the tail's ETag with what it resumed from, plus the parts
+  it sent itself; anything else means another writer got in, and it raises
+  :class:`~registry.storage.driver.ConflictError`. The registry verifies every upload's digest over
+  the committed bytes anyway: ETags are never taken for digests.
+- **Part sizes** start at ``chunksize`` and grow with the offset (see :func:`part_size`) so that a
+  file never needs more than S3's 10,000 parts.
+- :meth:`S3Driver.move` is one ``CopyObject`` (a multipart ``UploadPartCopy`` above
+  ``multipartcopythresholdsize``) and a delete: no byte passes through the registry.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import io
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
+
+from registry.storage.driver import (
+    Capability,
+    ConflictError,
+    FileInfo,
+    FileWriter,
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+    StorageThrottledError,
+    StorageUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+#: S3's smallest part, except the last of an upload.
+MIN_PART = 5 * MiB
+#: S3's most parts in one multipart upload.
+MAX_PARTS = 10_000
+#: S3's largest single copy (CopyObject) and single part.
+MAX_SINGLE_COPY = 5 * GiB
+#: Parts of ``chunksize`` up to this many; beyond, each part is a little larger (see part_size).
+_PARTS_AT_CHUNKSIZE = 1000
+#: Below this part number, an appending writer's close sends any rest of at least MIN_PART as a part
+#: of its own (clients' chunks are parts, never stored twice); beyond it, rests smaller than the
+#: current part size wait in the tail, so that many small chunks cannot use up the part numbers.
+_FREE_PART_NUMBERS = 5000
+#: How much of a GET's body a reader fetches at once.
+READ_BUFFER = 1 << 20
+#: Keys the driver keeps for itself contain this character, which no storage path may contain.
+OWN = "~"
+#: Codes S3 (and RGW, MinIO) use when they throttle.
+_THROTTLING = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+               "TooManyRequests", "TooManyRequestsException", "RequestThrottled"}
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+
+
+def part_size(chunksize: int, offset: int) -> int:
+    """The size of the part that starts at ``offset``: ``chunksize`` for the first
+    :data:`_PARTS_AT_CHUNKSIZE` parts, then one ``chunksize`` more per that many parts' worth of
+    data. The part count grows with the logarithm of the size: with 10 MiB, 100 GiB take about 3,900
+    parts and S3's largest object (5 TiB) about 7,800, always under 10,000."""
+    return chunksize * (1 + offset // (chunksize * _PARTS_AT_CHUNKSIZE))
+
+
+def tail_key(key: str) -> str:
+    """Where an appending writer keeps what did not fill a part."""
+    return f"{key}{OWN}tail"
+
+
+class S3Driver(StorageDriver):
+    """A storage driver on one S3 bucket (see the module docstring for the design).
+
+    ``client`` is a boto3 S3 client (thread-safe; shared by every thread of the server);
+    the other arguments are the validated ``storage.s3`` options.
+    """
+
+    name = "s3"
+    capabilities = Capability.SERVER_COPY | Capability.REDIRECT
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        rootdirectory: str = "",
+        chunksize: int = 10 * MiB,
+        multipartcopychunksize: int = 32 * MiB,
+        multipartcopymaxconcurrency: int = 100,
+        multipartcopythresholdsize: int = 32 * MiB,
+        redirectexpiry: int = 1200,
+        put_args: Mapping[str, Any] | None = None,
+        empty_etag_after_complete: bool = False,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.root = rootdirectory.strip("/")
+        self.chunksize = max(int(chunksize), MIN_PART)
+        self.copy_chunk = min(max(int(multipartcopychunksize), MIN_PART), MAX_SINGLE_COPY)
+        self.copy_concurrency = max(int(multipartcopymaxconcurrency), 1)
+        self.copy_threshold = min(int(multipartcopythresholdsize), MAX_SINGLE_COPY)
+        self.redirect_expiry = int(redirectexpiry)
+        #: Arguments of every object-creating request (storage class, ACL, encryption).
+        self.put_args = dict(put_args or {})
+        #: Ceph RGW answers CompleteMultipartUpload with an empty ETag: HEAD the object after it.
+        self.empty_etag_after_complete = empty_etag_after_complete
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        """The object key of a storage path (Distribution's mapping: root directory + path, no
+        leading slash)."""
+        return f"{self.root}{path}" if self.root else path.lstrip("/")
+
+    def _dir_prefix(self, path: str) -> str:
+        if path == "/":
+            return f"{self.root}/" if self.root else ""
+        return self.key(path) + "/"
+
+    def _path(self, key: str) -> str:
+        return "/" + key[len(self.root) + 1:] if self.root else "/" + key
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def call(self, operation: str, path: str = "", **kwargs: Any) -> Any:
+        """One S3 request, its errors mapped to the storage contract's (see :func:`map_error`)."""
+        try:
+            return getattr(self.client, operation)(Bucket=self.bucket, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every botocore error is mapped, nothing else is caught
+            raise map_error(exc, path=path, operation=operation) from exc
+
+    def _head(self, key: str, path: str) -> dict[str, Any] | None:
+        try:
+            return self.call("head_object", path, Key=key)
+        except PathNotFoundError:
+            return None
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get_content(self, path: str) -> bytes:
+        response = self.call("get_object", path, Key=self.key(path))
+        with _guard(path):
+            return response["Body"].read()
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        if offset < 0:
+            raise InvalidOffsetError(f"negative offset {offset}", path=path)
+        key = self.key(path)
+        try:
+            response = self.call("get_object", path, Key=key, **({"Range": f"bytes={offset}-"} if offset else {}))
+        except StorageError as exc:
+            if getattr(exc, "s3_code", "") != "InvalidRange":
+                raise
+            # The offset is at or past the end: an empty stream at the end, an error beyond it.
+            head = self._head(key, path)
+            if head is None:
+                raise PathNotFoundError(path=path) from None
+            if offset == head["ContentLength"]:
+                return io.BytesIO(b"")
+            raise InvalidOffsetError(f"offset {offset} beyond {head['ContentLength']}", path=path) from None
+        # Servers read responses in small blocks (8 KiB through falcon and waitress): a C-level buffer
+        # of 1 MiB turns them into few large reads of the HTTP body.
+        return io.BufferedReader(_Reader(response["Body"], path), READ_BUFFER)
+
+    def stat(self, path: str) -> FileInfo:
+        if path != "/":
+            head = self._head(self.key(path), path)
+            if head is not None:
+                return FileInfo(path, head["ContentLength"], False, head.get("LastModified"))
+        # A directory exists while a key exists below it: one key of a listing says so.
+        listing = self.call("list_objects_v2", path, Prefix=self._dir_prefix(path), MaxKeys=1)
+        if path == "/" or listing.get("KeyCount", 0):
+            return FileInfo(path, 0, True, None)
+        raise PathNotFoundError(path=path)
+
+    def list(self, path: str) -> list[str]:
+        prefix = self._dir_prefix(path)
+        children: set[str] = set()
+        found = False
+        for page in self.pages(prefix, delimiter="/"):
+            for item in page.get("Contents", ()):
+                found = True
+                name = item["Key"][len(prefix):]
+                if name and OWN not in name:
+                    children.add(name)
+            for common in page.get("CommonPrefixes", ()):
+                found = True
+                children.add(common["Prefix"][len(prefix):].rstrip("/"))
+        if not found and path != "/":
+            raise PathNotFoundError(path=path)
+        base = "" if path == "/" else path
+        return sorted(f"{base}/{name}" for name in children)
+
+    def pages(
+        self, prefix: str, delimiter: str = "", start_after: str = "", max_pages: int = 1 << 20
+    ) -> Iterator[dict]:
+        """``ListObjectsV2`` pages under ``prefix`` (1,000 keys or prefixes each), at most ``max_pages``."""
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        for _ in range(max_pages):
+            page = self.call("list_objects_v2", prefix, **kwargs)
+            yield page
+            if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def redirect_url(self, method: str, path: str) -> str | None:
+        operation = {"GET": "get_object", "HEAD": "head_object"}.get(method.upper())
+        if operation is None:
+            return None
+        try:
+            return self.client.generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, "Key": self.key(path)}, ExpiresIn=self.redirect_expiry
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. no credentials to sign with: stream instead
+            log.warning("cannot presign %s %s: %s", method, path, exc)
+            return None
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def put_content(self, path: str, content: bytes) -> None:
+        self.call("put_object", path, Key=self.key(path), Body=content, **self.put_args)
+
+    def writer(self, path: str, append: bool = False) -> FileWriter:
+        if append:
+            return _AppendWriter(self, path)
+        return _FreshWriter(self, path)
+
+    def move(self, source: str, dest: str) -> None:
+        src, dst = self.key(source), self.key(dest)
+        head = self._head(src, source)
+        if head is None:
+            raise PathNotFoundError(path=source)
+        size = head["ContentLength"]
+        if size <= self.copy_threshold:
+            self.call("copy_object", dest, Key=dst, CopySource={"Bucket": self.bucket, "Key": src},
+                      MetadataDirective="COPY", **self.put_args)
+        else:
+            self._multipart_copy(src, dst, size, dest)
+        self.call("delete_object", source, Key=src)
+
+    def _multipart_copy(self, src: str, dst: str, size: int, path: str) -> None:
+        # Parts no fewer than needed to stay under the part limit.
+        chunk = max(self.copy_chunk, -(-size // MAX_PARTS))
+        upload_id = self.call("create_multipart_upload", path, Key=dst, **self.put_args)["UploadId"]
+        ranges = [(n, start, min(start + chunk, size) - 1) for n, start in enumerate(range(0, size, chunk), 1)]
+
+        def copy(number: int, first: int, last: int) -> dict[str, Any]:
+            response = self.call(
+                "upload_part_copy", path, Key=dst, UploadId=upload_id, PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": src}, CopySourceRange=f"bytes={first}-{last}",
+            )
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        try:
+            workers = min(self.copy_concurrency, len(ranges))
+            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="s3-copy") as pool:
+                parts = list(pool.map(lambda r: copy(*r), ranges))
+            self.call("complete_multipart_upload", path, Key=dst, UploadId=upload_id,
+                      MultipartUpload={"Parts": parts})
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                self.call("abort_multipart_upload", path, Key=dst, UploadId=upload_id)
+            raise
+
+    def delete(self, path: str) -> None:
+        key = self.key(path)
+        found = False
+        # The file itself, its tail, and everything below it as a directory; never siblings that
+        # merely share a string prefix.
+        batch = [k for k in (key, tail_key(key)) if self._head(k, path) is not None]
+        for page in self.pages(key + "/"):
+            for item in page.get("Contents", ()):
+                batch.append(item["Key"])
+                if len(batch) >= 1000:
+                    self._delete_keys(batch, path)
+                    found, batch = True, []
+        if batch:
+            self._delete_keys(batch, path)
+            found = True
+        for upload in self.multipart_uploads(key):
+            if upload["Key"] in (key, tail_key(key)) or upload["Key"].startswith(key + "/"):
+                self._abort(upload["Key"], upload["UploadId"], path)
+                found = True
+        if not found:
+            raise PathNotFoundError(path=path)
+
+    def _delete_keys(self, keys: list[str], path: str) -> None:
+        response = self.call("delete_objects", path, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+        errors = response.get("Errors") or []
+        if errors:
+            raise StorageError(f"could not delete {len(errors)} objects: {errors[0].get('Message', '')}", path=path)
+
+    def _abort(self, key: str, upload_id: str, path: str) -> None:
+        with contextlib.suppress(PathNotFoundError):
+            self.call("abort_multipart_upload", path, Key=key, UploadId=upload_id)
+
+    def multipart_uploads(self, prefix: str, max_pages: int = 1000) -> Iterator[dict[str, Any]]:
+        """Unfinished multipart uploads whose key starts with ``prefix``."""
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        for _ in range(max_pages):
+            page = self.call("list_multipart_uploads", prefix, **kwargs)
+            yield from page.get("Uploads", ())
+            if not page.get("IsTruncated"):
+                return
+            kwargs.update(KeyMarker=page.get("NextKeyMarker", ""), UploadIdMarker=page.get("NextUploadIdMarker", ""))
+
+    def list_parts(self, key: str, upload_id: str, path: str) -> list[tuple[int, str, int]]:
+        """``(number, etag, size)`` of every part of an upload, in order."""
+        parts: list[tuple[int, str, int]] = []
+        kwargs: dict[str, Any] = {"Key": key, "UploadId": upload_id}
+        for _ in range(MAX_PARTS // 1000 + 1):
+            page = self.call("list_parts", path, **kwargs)
+            parts += [(p["PartNumber"], p["ETag"], p["Size"]) for p in page.get("Parts", ())]
+            if not page.get("IsTruncated"):
+                break
+            kwargs["PartNumberMarker"] = page["NextPartNumberMarker"]
+        return sorted(parts)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+
+# -- writers ---------------------------------------------------------------------------------------
+
+
+class _Writer(FileWriter):
+    _ended = ""
+
+    def __init__(self, driver: S3Driver, path: str) -> None:
+        self._driver, self._path, self._key = driver, path, driver.key(path)
+        self._buffer = bytearray()
+        self._stored = 0  # bytes in parts (resumed and sent)
+        self._upload_id: str | None = None
+        self._sent: list[tuple[int, str, int]] = []  # parts this writer sent: (number, etag, size)
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise StorageError(f"writer already {self._ended}", path=self._path)
+
+    @property
+    def size(self) -> int:
+        return self._stored + len(self._buffer)
+
+    def _next_number(self) -> int:
+        raise NotImplementedError
+
+    def _send(self, data: bytes | bytearray | memoryview) -> None:
+        """Upload ``data`` as the next part."""
+        number = self._next_number()
+        if number > MAX_PARTS:
+            raise StorageError(f"more than {MAX_PARTS} parts (raise chunksize)", path=self._path)
+        response = self._driver.call("upload_part", self._path, Key=self._key, UploadId=self._upload_id,
+                                     PartNumber=number, Body=bytes(data))
+        self._sent.append((number, response["ETag"], len(data)))
+        self._stored += len(data)
+
+    def _part_size(self) -> int:
+        return part_size(self._driver.chunksize, self._stored)
+
+    def write(self, data: bytes) -> int:
+        self._check_open()
+        self._buffer += data
+        # At most two parts in memory: send one whenever two have gathered.
+        while len(self._buffer) >= 2 * self._part_size():
+            self._ensure_upload()
+            size = self._part_size()
+            self._send(memoryview(self._buffer)[:size])
+            del self._buffer[:size]
+        return len(data)
+
+    def _ensure_upload(self) -> None:
+        raise NotImplementedError
+
+    def _complete(self, parts: list[tuple[int, str, int]]) -> None:
+        self._driver.call("complete_multipart_upload", self._path, Key=self._key, UploadId=self._upload_id,
+                          MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in parts]})
+        if self._driver.empty_etag_after_complete:
+            # RGW's answer carries no ETag; the object is there only once a HEAD sees it.
+            self._driver.call("head_object", self._path, Key=self._key)
+
+
+class _FreshWriter(_Writer):
+    """One ``PutObject`` when the content fits a part; a multipart upload of its own beyond that."""
+
+    def _next_number(self) -> int:
+        return len(self._sent) + 1
+
+    def _ensure_upload(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._driver.call(
+                "create_multipart_upload", self._path, Key=self._key, **self._driver.put_args)["UploadId"]
+
+    def commit(self) -> None:
+        self._check_open()
+        self._ended = "closed"
+        try:
+            if self._upload_id is None:
+                self._driver.put_content(self._path, bytes(self._buffer))
+            else:
+                if self._buffer:
+                    self._send(self._buffer)
+                    self._buffer.clear()
+                self._complete(self._sent)
+        except BaseException:
+            self._abort()
+            raise
+        self._ended = "committed"
+
+    def _abort(self) -> None:
+        if self._upload_id is not None:
+            with contextlib.suppress(StorageError):
+                self._driver._abort(self._key, self._upload_id, self._path)
+            self._upload_id = None
+        self._buffer.clear()
+
+    def cancel(self) -> None:
+        if not self._ended:
+            self._ended = "cancelled"
+            self._abort()
+
+    def close(self) -> None:
+        if not self._ended:
+            self._ended = "closed"
+            self._abort()
+
+
+class _AppendWriter(_Writer):
+    """Resumes the path's multipart upload: its parts, then its tail object, then this writer's bytes.
+
+    Opening costs a ``ListMultipartUploads``, a ``ListParts`` and a ``HEAD`` of the tail; the tail
+    itself is read only when something is written (a writer opened to learn the size reads nothing).
+    """
+
+    def __init__(self, driver: S3Driver, path: str) -> None:
+        super().__init__(driver, path)
+        self._tail_etag: str | None = None
+        self._tail_size = 0
+        self._tail_loaded = False
+        upload = self._find_upload()
+        if upload is None:
+            upload = self._start_upload()
+        self._upload_id = upload
+        self._seen = driver.list_parts(self._key, upload, path)
+        self._stored = sum(size for _, _, size in self._seen)
+        head = driver._head(tail_key(self._key), path)
+        if head is not None:
+            self._tail_etag, self._tail_size = head["ETag"], head["ContentLength"]
+        else:
+            self._tail_loaded = True
+
+    @property
+    def size(self) -> int:
+        return self._stored + (len(self._buffer) if self._tail_loaded else self._tail_size + len(self._buffer))
+
+    def _find_upload(self) -> str | None:
+        # The oldest upload of exactly this key is the path's: every process picks the same one.
+        uploads = [u for u in self._driver.multipart_uploads(self._key) if u["Key"] == self._key]
+        if not uploads:
+            return None
+        return min(uploads, key=lambda u: (u["Initiated"], u["UploadId"]))["UploadId"]
+
+    def _start_upload(self) -> str:
+        """Continue the committed file at the path as a new multipart upload."""
+        driver, path, key = self._driver, self._path, self._key
+        head = driver._head(key, path)
+        if head is None:
+            raise PathNotFoundError(path=path)
+        upload = driver.call("create_multipart_upload", path, Key=key, **driver.put_args)["UploadId"]
+        chosen = self._find_upload()
+        if chosen != upload:
+            # Another process started one at the same moment: continue that one.
+            driver._abort(key, upload, path)
+            if chosen is None:
+                raise ConflictError("the upload was finished meanwhile", path=path)
+            return chosen
+        size = head["ContentLength"]
+        source = {"Bucket": driver.bucket, "Key": key}
+        if size >= MIN_PART:
+            # The committed content becomes part 1, copied on the server.
+            driver.call("upload_part_copy", path, Key=key, UploadId=upload, PartNumber=1, CopySource=source)
+        elif size:
+            driver.call("copy_object", path, Key=tail_key(key), CopySource=source, **driver.put_args)
+        return upload
+
+    def _load_tail(self) -> None:
+        if self._tail_loaded:
+            return
+        response = self._driver.call("get_object", self._path, Key=tail_key(self._key), IfMatch=self._tail_etag)
+        with _guard(self._path):
+            self._buffer[:0] = response["Body"].read()
+        self._tail_loaded = True
+
+    def write(self, data: bytes) -> int:
+        self._check_open()
+        self._load_tail()
+        return super().write(data)
+
+    def _next_number(self) -> int:
+        return (self._seen[-1][0] if self._seen else 0) + len(self._sent) + 1
+
+    def _ensure_upload(self) -> None:
+        pass  # resumed or started when opened
+
+    def _verify(self) -> None:
+        """Raise :class:`ConflictError` if anyone but this writer changed the upload since it opened."""
+        driver = self._driver
+        parts = driver.list_parts(self._key, self._upload_id, self._path)
+        if parts != self._seen + self._sent:
+            raise ConflictError("another writer added parts to this upload", path=self._path)
+        head = driver._head(tail_key(self._key), self._path)
+        if (head["ETag"] if head else None) != self._tail_etag:
+            raise ConflictError("another writer changed this upload's tail", path=self._path)
+
+    def _keep_tail(self) -> None:
+        driver, key = self._driver, tail_key(self._key)
+        if self._buffer:
+            driver.call("put_object", self._path, Key=key, Body=bytes(self._buffer), **driver.put_args)
+        elif self._tail_etag is not None:
+            driver.call("delete_object", self._path, Key=key)
+
+    def close(self) -> None:
+        if self._ended:
+            return
+        self._ended = "closed"
+        if not self._sent and not self._tail_loaded:
+            return  # nothing written (a look at the size): nothing to keep, nothing to conflict
+        if not self._sent and bytes(self._buffer) == b"" and self._tail_etag is None:
+            return
+        self._verify()
+        rest = len(self._buffer)
+        if rest >= MIN_PART and (self._next_number() <= _FREE_PART_NUMBERS or rest >= self._part_size()):
+            self._send(self._buffer)
+            self._buffer.clear()
+        self._keep_tail()
+
+    def commit(self) -> None:
+        self._check_open()
+        self._ended = "closed"
+        self._load_tail()
+        driver = self._driver
+        self._verify()
+        if not self._seen and not self._sent:
+            # Everything is in the buffer: one put, no multipart upload to complete.
+            driver.put_content(self._path, bytes(self._buffer))
+            driver._abort(self._key, self._upload_id, self._path)
+        else:
+            if self._buffer:
+                self._send(self._buffer)
+                self._buffer.clear()
+            self._complete(self._seen + self._sent)
+        if self._tail_etag is not None:
+            driver.call("delete_object", self._path, Key=tail_key(self._key))
+        self._ended = "committed"
+
+    def cancel(self) -> None:
+        if self._ended == "committed":
+            return
+        self._ended = "cancelled"
+        driver = self._driver
+        driver._abort(self._key, self._upload_id, self._path)
+        for key in (tail_key(self._key), self._key):
+            driver.call("delete_object", self._path, Key=key)
+
+
+class _Reader(io.RawIOBase):
+    """A GET's streaming body as a binary file object, its errors mapped like every other call's."""
+
+    def __init__(self, body: Any, path: str) -> None:
+        self._body, self._path = body, path
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        with _guard(self._path):
+            return self._body.read(None if size is None or size < 0 else size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self._body.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _guard(path: str) -> Iterator[None]:
+    """Map errors raised while a response body streams (a connection dropped mid-read)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise map_error(exc, path=path, operation="read") from exc
+
+
+def map_error(exc: BaseException, *, path: str = "", operation: str = "") -> StorageError:
+    """The storage contract's error for a boto3/botocore exception.
+
+    Missing keys become :class:`PathNotFoundError`; throttling (``SlowDown``, 429, 503)
+    :class:`StorageThrottledError` with the server's ``Retry-After``; connection failures,
+    timeouts and other 5xx :class:`StorageUnavailableError`; anything else :class:`StorageError`.
+    The S3 error code is kept as ``s3_code`` on the result.
+    """
+    from botocore import exceptions as bce
+
+    name = "s3"
+    if isinstance(exc, bce.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        meta = exc.response.get("ResponseMetadata", {})
+        status = int(meta.get("HTTPStatusCode") or 0)
+        message = f"{operation}: {code or status} {error.get('Message', '')}".strip()
+        result: StorageError
+        if code in _NOT_FOUND or status == 404 and code not in ("NoSuchBucket",):
+            result = PathNotFoundError(message, path=path, driver=name)
+        elif code in _THROTTLING or status in (429, 503):
+            result = StorageThrottledError(message, path=path, driver=name,
+                                           retry_after=_retry_after(meta.get("HTTPHeaders", {})))
+        elif code == "PreconditionFailed" or status == 412:
+            result = ConflictError(message, path=path, driver=name)
+        elif status >= 500 or code in ("InternalError", "ServiceUnavailable", "RequestTimeout"):
+            result = StorageUnavailableError(message, path=path, driver=name,
+                                             retry_after=_retry_after(meta.get("HTTPHeaders", {})))
+        else:
+            result = StorageError(message, path=path, driver=name)
+        result.s3_code = code  # type: ignore[attr-defined]
+        return result
+    unavailable: tuple[type[BaseException], ...] = (
+        bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ReadTimeoutError, bce.ConnectTimeoutError,
+        bce.ResponseStreamingError, bce.IncompleteReadError, ConnectionError, TimeoutError,
+    )
+    if isinstance(exc, (*unavailable, bce.HTTPClientError)):
+        return StorageUnavailableError(f"{operation}: the object store is unreachable: {exc}", path=path, driver=name)
+    if isinstance(exc, bce.NoCredentialsError):
+        return StorageError(f"{operation}: no S3 credentials (set accesskey/secretkey)", path=path, driver=name)
+    return StorageError(f"{operation}: {type(exc).__name__}: {exc}", path=path, driver=name)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
