@@ -530,3 +530,12 @@ def test_referrers_include_the_tag_schema_index(client, pusher):
     listed = client.simulate_get(f"/v2/fallback/img/referrers/{d}").json["manifests"]
     assert [m["digest"] for m in listed] == [sha256(art_raw)]
     assert listed[0]["artifactType"] == "application/vnd.example.sig"
+
+
+def test_put_with_a_malformed_content_range_is_400_like_a_patch(client):
+    loc = client.simulate_post("/v2/cr/repo/blobs/uploads/").headers["Location"]
+    data = b"body"
+    d = "sha256:" + __import__("hashlib").sha256(data).hexdigest()
+    for method in ("simulate_patch", "simulate_put"):
+        r = getattr(client, method)(loc, params={"digest": d}, body=data, headers={"Content-Range": "^Y>"})
+        assert r.status_code == 400 and r.json["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", (method, r.text)

@@ -231,8 +231,8 @@ class UploadResource:
         content_range = req.get_header("Content-Range")
         if content_range is not None:
             parsed = parse_content_range(content_range)
-            if parsed is None:
-                raise self._out_of_order(req, name, upload_id, content_range)
+            if parsed is None:  # malformed, as for a PATCH: 400, not 416
+                raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
             offset = parsed[0]
         with _upload_errors(self.ctx, req, name, upload_id):
             total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0, offset)
