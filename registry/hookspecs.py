@@ -272,14 +272,19 @@ def registry_report_exception(exc: BaseException, request: Any | None) -> None:
 
 
 @hookspec
-def registry_request_finished(method: str, route: str, status: int, duration: float) -> None:
+def registry_request_finished(
+    method: str, route: str, status: int, duration: float, bytes_in: int, bytes_out: int
+) -> None:
     """Hear of a finished request, for metrics.
 
     :param method: the HTTP method.
     :param route: the route's name (``blob``, ``manifest``, ``upload``...), not the raw path, so
-        that metrics have bounded cardinality.
+        that metrics have bounded cardinality (``registry.routing.TEMPLATES`` maps the API's names
+        to the spec's templates).
     :param status: the HTTP status code sent.
     :param duration: seconds from the start of handling to the response being ready.
+    :param bytes_in: the request body's declared length (``Content-Length``; 0 without one).
+    :param bytes_out: the response body's length (0 for ``HEAD``).
     :return: ignored.
 
     Every implementation is called on its own; exceptions are logged and swallowed. Keep it cheap:
