@@ -462,7 +462,7 @@ def create_app(
     :raises ConfigError: when a plugin refuses the configuration, the storage driver or access
         controller cannot be built, or a plugin declares a route that is not allowed.
     """
-    pm.hook.registry_configure(config=config)
+    pm.hook.registry_configure(config=config, pm=pm)
     driver = checked(driver) if driver is not None else build_storage(config, pm)
     on_call = each_caller(pm, "registry_storage_call")
     if on_call is not None:

@@ -62,10 +62,14 @@ def registry_config_schemas() -> Mapping[str, Mapping[str, Any]] | None:
 
 
 @hookspec
-def registry_configure(config: Mapping[str, Any]) -> None:
+def registry_configure(config: Mapping[str, Any], pm: pluggy.PluginManager) -> None:
     """Receive the validated configuration (the whole ``config.yml`` mapping, overrides applied).
 
     :param config: the full configuration; a plugin reads only its own section.
+    :param pm: the plugin manager building the app. A plugin whose per-request or per-storage-call
+        hooks only matter when its section enables them may register an object implementing them
+        here (and unregister it when a later configuration disables them): the core skips the work
+        of a hook nobody implements, so a disabled feature then costs requests nothing.
     :return: nothing; raise :class:`registry.config.ConfigError` to refuse to start.
 
     All implementations are called, once per app, by :func:`registry.app.create_app`, in the main

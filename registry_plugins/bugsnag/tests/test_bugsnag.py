@@ -122,6 +122,6 @@ def test_errors_the_client_caused_are_not_reported(served, receiver):
 
 
 def test_without_an_apikey_nothing_is_configured():
-    bugsnag_plugin.registry_configure({"version": "0.1", "reporting": {"bugsnag": {"releasestage": "x"}}})
+    bugsnag_plugin.registry_configure(config={"version": "0.1", "reporting": {"bugsnag": {"releasestage": "x"}}})
     assert bugsnag_plugin._client is None
     assert bugsnag_plugin.registry_config_schemas() == {"reporting.bugsnag": bugsnag_plugin.SCHEMA}

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+import pluggy
+
 from registry import hookimpl
 from registry.plugins import options_of
 from registry.routing import TEMPLATES
@@ -72,11 +74,31 @@ def registry_config_schemas() -> Mapping[str, Mapping[str, Any]]:
     return {"reporting.newrelic": SCHEMA}
 
 
+#: The name under which :class:`Naming` is registered while the agent is configured.
+NAMING = "newrelic.naming"
+
+
+class Naming:
+    """Names each transaction (``registry_request_finished`` runs inside it), registered only with
+    a ``licensekey``: installed and not configured, the plugin costs requests nothing."""
+
+    @hookimpl
+    def registry_request_finished(self, method: str, route: str) -> None:
+        import newrelic.agent
+
+        newrelic.agent.set_transaction_name(f"{method} {TEMPLATES.get(route, route)}", group=GROUP)
+
+
 @hookimpl
-def registry_configure(config: Mapping[str, Any]) -> None:
+def registry_configure(config: Mapping[str, Any], pm: pluggy.PluginManager) -> None:
     global _name
     options = options_of(config, "reporting.newrelic")
     _name = start_agent(options) if options.get("licensekey") else None
+    registered = pm.get_plugin(NAMING)
+    if _name is not None and registered is None:
+        pm.register(Naming(), name=NAMING)
+    elif _name is None and registered is not None:
+        pm.unregister(name=NAMING)
 
 
 @hookimpl
@@ -105,14 +127,6 @@ def registry_wsgi_middleware(app: Any) -> Any | None:
     import newrelic.agent
 
     return newrelic.agent.WSGIApplicationWrapper(app, application=newrelic.agent.application(_name))
-
-
-@hookimpl
-def registry_request_finished(method: str, route: str) -> None:
-    if _name is not None:
-        import newrelic.agent
-
-        newrelic.agent.set_transaction_name(f"{method} {TEMPLATES.get(route, route)}", group=GROUP)
 
 
 @hookimpl

@@ -64,9 +64,12 @@ def test_transactions_are_named_by_route_and_500s_recorded(tmp_path):
 def test_without_a_licensekey_the_agent_is_not_started_and_nothing_is_wrapped():
     import registry_newrelic.plugin as plugin
 
-    plugin.registry_configure({"version": "0.1", "reporting": {"newrelic": {"name": "x"}}})
-    app = object()
-    assert plugin.registry_wsgi_middleware(app) is None
+    from registry.plugins import create_plugin_manager
+
+    pm = create_plugin_manager()
+    plugin.registry_configure({"version": "0.1", "reporting": {"newrelic": {"name": "x"}}}, pm)
+    assert plugin.registry_wsgi_middleware(object()) is None
+    assert pm.get_plugin(plugin.NAMING) is None  # no per-request hook
     assert plugin.registry_config_schemas() == {"reporting.newrelic": plugin.SCHEMA}
 
 

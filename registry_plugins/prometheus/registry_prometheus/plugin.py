@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
+import pluggy
+
 from registry import hookimpl
 from registry.plugins import options_of
 from registry.routes import Route
@@ -66,6 +68,9 @@ _metrics: Metrics | None = None
 _active: Metrics | None = None
 _path = DEFAULT_PATH
 
+#: The name under which :class:`Recorder` is registered while the metrics are enabled.
+RECORDER = "prometheus.recorder"
+
 
 def metrics() -> Metrics:
     """This process's :class:`Metrics`, made on first use (``prometheus_client`` refuses a second
@@ -89,20 +94,55 @@ def metrics_app() -> Callable[..., Any]:
     return make_wsgi_app(REGISTRY)
 
 
+class Recorder:
+    """The per-request and per-storage-call hooks, registered only while the metrics are enabled:
+    installed and disabled, the plugin costs requests nothing (no timing wrapper, no hook call)."""
+
+    def __init__(self, m: Metrics) -> None:
+        self.m = m
+
+    @hookimpl
+    def registry_request_finished(self, method: str, route: str, status: int, duration: float, bytes_in: int,
+                                  bytes_out: int) -> None:
+        m = self.m
+        template = TEMPLATES.get(route, route)
+        m.requests.labels(method, template, str(status)).inc()
+        m.duration.labels(method, template).observe(duration)
+        if bytes_in:
+            m.bytes_in.labels(method, template).inc(bytes_in)
+        if bytes_out:
+            m.bytes_out.labels(method, template).inc(bytes_out)
+        if route == "uploads" and method == "POST" and status == 202:
+            m.uploads.inc()
+        elif route == "upload" and ((method == "PUT" and status == 201) or (method == "DELETE" and status == 204)):
+            m.uploads.dec()
+
+    @hookimpl
+    def registry_storage_call(self, driver: str, operation: str, seconds: float, error: BaseException | None) -> None:
+        self.m.storage.labels(driver, operation).observe(seconds)
+        if error is not None:
+            self.m.storage_errors.labels(driver, operation, type(error).__name__).inc()
+
+
 @hookimpl
 def registry_config_schemas() -> Mapping[str, Mapping[str, Any]]:
     return {"http.debug.prometheus": SCHEMA}
 
 
 @hookimpl
-def registry_configure(config: Mapping[str, Any]) -> None:
+def registry_configure(config: Mapping[str, Any], pm: pluggy.PluginManager) -> None:
     global _active, _path
     options = options_of(config, "http.debug.prometheus")
+    registered = pm.get_plugin(RECORDER)
     if options.get("enabled") is not True:
         _active = None
+        if registered is not None:
+            pm.unregister(name=RECORDER)
         return
     _path = options.get("path") or DEFAULT_PATH
     _active = metrics()
+    if registered is None:
+        pm.register(Recorder(_active), name=RECORDER)
     if not options_of(config, "http.debug").get("addr"):
         log.warning("http.debug.prometheus is enabled but http.debug.addr is not set: no listener serves %s", _path)
 
@@ -112,35 +152,6 @@ def registry_routes() -> list[Route] | None:
     if _active is None:
         return None
     return [Route(path=re.escape(_path), handler=metrics_app(), listener="debug", name="metrics")]
-
-
-@hookimpl
-def registry_request_finished(method: str, route: str, status: int, duration: float, bytes_in: int,
-                              bytes_out: int) -> None:
-    m = _active
-    if m is None:
-        return
-    template = TEMPLATES.get(route, route)
-    m.requests.labels(method, template, str(status)).inc()
-    m.duration.labels(method, template).observe(duration)
-    if bytes_in:
-        m.bytes_in.labels(method, template).inc(bytes_in)
-    if bytes_out:
-        m.bytes_out.labels(method, template).inc(bytes_out)
-    if route == "uploads" and method == "POST" and status == 202:
-        m.uploads.inc()
-    elif route == "upload" and ((method == "PUT" and status == 201) or (method == "DELETE" and status == 204)):
-        m.uploads.dec()
-
-
-@hookimpl
-def registry_storage_call(driver: str, operation: str, seconds: float, error: BaseException | None) -> None:
-    m = _active
-    if m is None:
-        return
-    m.storage.labels(driver, operation).observe(seconds)
-    if error is not None:
-        m.storage_errors.labels(driver, operation, type(error).__name__).inc()
 
 
 @hookimpl

@@ -160,3 +160,17 @@ def test_several_processes_share_one_page_in_multiprocess_mode(tmp_path):
 
 def test_the_schema_is_declared_so_the_section_counts_as_acted_on():
     assert prometheus_plugin.registry_config_schemas() == {"http.debug.prometheus": prometheus_plugin.SCHEMA}
+
+
+def test_installed_and_disabled_costs_requests_nothing():
+    from registry.storage.checked import CheckedDriver
+
+    pm = create_plugin_manager()
+    enabled = {"version": "0.1", "storage": {"inmemory": None}, "http": {"debug": {"prometheus": {"enabled": True}}}}
+    assert type(create_app(enabled, pm, driver=InMemoryDriver()).registry_context.store.driver) is not CheckedDriver
+    assert pm.get_plugin(prometheus_plugin.RECORDER) is not None
+    # The same plugin manager, a configuration without the metrics: the recorder is gone again.
+    app = create_app({"version": "0.1", "storage": {"inmemory": None}}, pm, driver=InMemoryDriver())
+    assert type(app.registry_context.store.driver) is CheckedDriver
+    assert pm.get_plugin(prometheus_plugin.RECORDER) is None
+    assert not pm.hook.registry_request_finished.get_hookimpls()
