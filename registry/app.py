@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -44,9 +45,9 @@ from registry.handlers.manifests import ManifestResource
 from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
 from registry.health import HealthCheck, PeriodicCheck, health_status, storage_check
-from registry.plugins import call_each, collect, each_caller
+from registry.plugins import call_each, collect, each_caller, options_of
 from registry.routes import Route, check_route
-from registry.routing import ROUTES, RegexRouter
+from registry.routing import NAME_RE, ROUTES, TEMPLATES, RegexRouter
 from registry.storage.checked import checked
 from registry.storage.driver import StorageDriver, StorageError
 from registry.storage.purge import purger_for
@@ -189,25 +190,95 @@ class _ReadOnly:
             raise Unsupported("the registry is in read-only mode (storage.maintenance.readonly)")
 
 
-class _Reporting:
-    """Reports each finished request to the ``registry_request_finished`` implementations."""
+#: The access log: one line per request, at ``info``, unless ``log.accesslog.disabled``.
+access_log = logging.getLogger("registry.access")
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
-        self.pm = pm
+
+_LOADED_NS = time.time_ns()
+
+
+class _AccessRecord(logging.LogRecord):
+    """An access-log record, made without ``Logger.info``'s walk up the stack for the caller and
+    ``LogRecord``'s path splitting (together half of an access line's cost): every attribute a
+    formatter may name is set, the source ones to this module."""
+
+    def __init__(self, args: tuple[Any, ...], access: dict[str, Any]) -> None:
+        now = time.time_ns()
+        self.name = "registry.access"
+        self.msg = "%s %s %s"
+        self.args = args
+        self.access = access
+        self.levelname = "INFO"
+        self.levelno = logging.INFO
+        self.pathname, self.filename, self.module = __file__, "app.py", "app"
+        self.exc_info = self.exc_text = self.stack_info = None
+        self.lineno = 0
+        self.funcName = "process_response"
+        self.created = now / 1e9
+        self.msecs = (now % 1_000_000_000) // 1_000_000 + 0.0
+        self.relativeCreated = (now - _LOADED_NS) / 1e6
+        self.thread = threading.get_ident()
+        self.threadName = threading.current_thread().name
+        self.processName = "MainProcess"
+        self.process = os.getpid()
+        self.taskName = None
+
+
+def _bytes_out(req: falcon.Request, resp: falcon.Response) -> int:
+    if req.method == "HEAD":
+        return 0
+    data = resp.data
+    if data is not None:
+        return len(data)
+    length = resp.content_length
+    return int(length) if length else 0
+
+
+class _Finish(_Headers):
+    """The headers of :class:`_Headers`, then the access-log line and ``registry_request_finished``:
+    one object, so that a request pays for one ``process_request`` and one ``process_response``.
+
+    The access line carries the method, the route's template, the repository when the route has
+    one, the status, bytes in and out, the duration, the request id, the remote address and the user
+    agent, as ``extra={"access": {...}}`` for the formatters: never a header, so never credentials.
+    """
+
+    def __init__(self, config: Mapping[str, Any], pm: pluggy.PluginManager, *, log_access: bool) -> None:
+        super().__init__(config)
+        self.log_access = log_access
+        self.on_finished = each_caller(pm, "registry_request_finished")
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        rid = request_id(req)
+        for key, value in self.headers:
+            resp.set_header(key, value)
+        resp.set_header(REQUEST_ID_HEADER, rid)
+        duration = time.perf_counter() - req.context.started
         route = getattr(resource, "route_name", "unknown") if resource is not None else "none"
-        call_each(
-            self.pm,
-            "registry_request_finished",
-            method=req.method,
-            route=route,
-            status=resp.status_code,
-            duration=time.perf_counter() - req.context.started,
-        )
+        status = resp.status_code
+        bytes_in = req.content_length or 0
+        bytes_out = _bytes_out(req, resp)
+        if self.log_access and access_log.isEnabledFor(logging.INFO):
+            name = (req.context.get("params") or {}).get("name")
+            fields = {
+                "method": req.method,
+                "route": TEMPLATES.get(route, route),
+                "repository": name if name is not None and NAME_RE.fullmatch(name) else None,
+                "status": status,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "duration_ms": round(duration * 1000, 3),
+                "request_id": rid,
+                "remote_addr": req.remote_addr or "",
+                "user_agent": req.user_agent or "",
+            }
+            access_log.handle(_AccessRecord((req.method, fields["route"], status), fields))
+        if self.on_finished is not None:
+            self.on_finished(method=req.method, route=route, status=status, duration=duration,
+                             bytes_in=bytes_in, bytes_out=bytes_out)
 
 
 class _HealthGate:
@@ -226,15 +297,19 @@ class _HealthGate:
 def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: list[HealthCheck]) -> list[object]:
     """Only the middleware the configuration needs: Falcon calls each method of each one on every
     request, and a manifest pull is short enough for that to show."""
-    middleware: list[object] = []
-    if pm.hook.registry_request_finished.get_hookimpls():
-        middleware.append(_Reporting(pm))
+    # Decided once: at a level above info (``log.level: warn``) no access line would be written,
+    # and a request should not pay for making one.
+    log_access = (options_of(config, "log.accesslog").get("disabled") is not True
+                  and access_log.isEnabledFor(logging.INFO))
+    finish = log_access or bool(pm.hook.registry_request_finished.get_hookimpls())
+    # First: its process_request times the request before another middleware can refuse it.
+    middleware: list[object] = [_Finish(config, pm, log_access=log_access)] if finish else []
     if checks:
         middleware.append(_HealthGate(checks))
     if readonly_enabled(config):
         middleware.append(_ReadOnly())
-    # Response methods run last-listed first: the headers are set before the request is reported.
-    middleware.append(_Headers(config))
+    if not finish:
+        middleware.append(_Headers(config))
     return middleware
 
 
@@ -387,7 +462,7 @@ def create_app(
     :raises ConfigError: when a plugin refuses the configuration, the storage driver or access
         controller cannot be built, or a plugin declares a route that is not allowed.
     """
-    pm.hook.registry_configure(config=config)
+    pm.hook.registry_configure(config=config, pm=pm)
     driver = checked(driver) if driver is not None else build_storage(config, pm)
     on_call = each_caller(pm, "registry_storage_call")
     if on_call is not None:

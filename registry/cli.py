@@ -12,8 +12,10 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from registry import __version__
@@ -216,13 +218,18 @@ def _print_table(rows: Sequence[Sequence[str]], stream: TextIO) -> None:
 
 
 def setup_logging(config: Mapping[str, Any] | None = None) -> None:
-    """Send logs to stderr with the configuration's level, formatter and fields (``info``, text and
-    none before a configuration is loaded, so that warnings about it are seen)."""
+    """Send logs to stderr with the configuration's level, formatter (``text``, ``json``,
+    ``logstash``) and fields (``info``, text and none before a configuration is loaded, so that
+    warnings about it are seen). A plugin's lines (loggers under ``registry_<name>``) carry
+    ``plugin=<name>``; access-log lines carry their fields (see :mod:`registry.app`)."""
     config = config if config is not None else Config()
     section = options_of(config, "log")
     fields = {str(k): v for k, v in options_of(config, "log.fields").items()}
-    if section.get("formatter") in ("json", "logstash"):
+    kind = section.get("formatter")
+    if kind == "json":
         formatter: logging.Formatter = _JsonFormatter(fields)
+    elif kind == "logstash":
+        formatter = _LogstashFormatter(fields)
     else:
         formatter = _TextFormatter(fields)
     handler = logging.StreamHandler(sys.stderr)
@@ -232,13 +239,67 @@ def setup_logging(config: Mapping[str, Any] | None = None) -> None:
     root.setLevel(_LEVELS.get(log_level(config), logging.INFO))
 
 
+def _plugin_of(logger: str) -> str | None:
+    """``registry_prometheus.plugin`` -> ``prometheus``: plugins' import packages are
+    ``registry_<name>`` (the core's loggers are ``registry.*``)."""
+    if logger.startswith("registry_"):
+        return logger.partition(".")[0].removeprefix("registry_")
+    return None
+
+
+def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    plugin = _plugin_of(record.name)
+    if plugin:
+        extra["plugin"] = plugin
+    access = getattr(record, "access", None)
+    if isinstance(access, dict):
+        extra.update((k, v) for k, v in access.items() if v is not None)
+    return extra
+
+
+# A text value is quoted (as JSON) when it could be mistaken for another field or line.
+_PLAIN = re.compile(r"[\w./:@{}+,;-]*")
+
+
+def _text_value(value: Any, plain: Callable[[str], Any] = _PLAIN.fullmatch) -> str:
+    if type(value) is int or type(value) is float:  # most of an access line: no need to look
+        return str(value)
+    text = str(value)
+    return text if plain(text) else json.dumps(text)
+
+
+_IN_MESSAGE = frozenset({"method", "route", "status"})
+
+
 class _TextFormatter(logging.Formatter):
     def __init__(self, fields: Mapping[str, Any]) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._suffix = "".join(f" {k}={v}" for k, v in fields.items())
+        self._suffix = "".join(f" {k}={_text_value(v)}" for k, v in fields.items())
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        # strftime once a second, not once a line: the access log writes many lines a second.
+        second = int(record.created)
+        cached, stamp = self._second
+        if cached != second:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+            self._second = (second, stamp)
+        return f"{stamp},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record) + self._suffix
+        access = record.__dict__.get("access")
+        if access is not None:
+            # Every request writes one: the same line as below, without the general machinery (the
+            # message already says the method, route and status).
+            head = f"{self.formatTime(record)} {record.levelname} {record.name}: {record.getMessage()}"
+            return head + "".join([f" {k}={_text_value(v)}" for k, v in access.items()
+                                   if v is not None and k not in _IN_MESSAGE]) + self._suffix
+        extra = _record_fields(record)
+        line = super().format(record)
+        if extra:
+            line += "".join([f" {k}={_text_value(v)}" for k, v in extra.items()])
+        return line + self._suffix
 
 
 class _JsonFormatter(logging.Formatter):
@@ -246,17 +307,31 @@ class _JsonFormatter(logging.Formatter):
         super().__init__()
         self._fields = dict(fields)
 
-    def format(self, record: logging.LogRecord) -> str:
+    def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         entry = {
             "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **_record_fields(record),
             **self._fields,
         }
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return entry
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.entry(record), default=str)
+
+
+class _LogstashFormatter(_JsonFormatter):
+    """Logstash's JSON event (``@timestamp``, ``@version``, ``message``), as Distribution's
+    ``logstash`` formatter writes it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = self.entry(record)
+        event = {"@timestamp": entry.pop("time"), "@version": "1", "message": entry.pop("msg"), **entry}
+        return json.dumps(event, default=str)
 
 
 if __name__ == "__main__":  # pragma: no cover

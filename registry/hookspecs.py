@@ -62,10 +62,14 @@ def registry_config_schemas() -> Mapping[str, Mapping[str, Any]] | None:
 
 
 @hookspec
-def registry_configure(config: Mapping[str, Any]) -> None:
+def registry_configure(config: Mapping[str, Any], pm: pluggy.PluginManager) -> None:
     """Receive the validated configuration (the whole ``config.yml`` mapping, overrides applied).
 
     :param config: the full configuration; a plugin reads only its own section.
+    :param pm: the plugin manager building the app. A plugin whose per-request or per-storage-call
+        hooks only matter when its section enables them may register an object implementing them
+        here (and unregister it when a later configuration disables them): the core skips the work
+        of a hook nobody implements, so a disabled feature then costs requests nothing.
     :return: nothing; raise :class:`registry.config.ConfigError` to refuse to start.
 
     All implementations are called, once per app, by :func:`registry.app.create_app`, in the main
@@ -293,14 +297,19 @@ def registry_report_exception(exc: BaseException, request: Any | None) -> None:
 
 
 @hookspec
-def registry_request_finished(method: str, route: str, status: int, duration: float) -> None:
+def registry_request_finished(
+    method: str, route: str, status: int, duration: float, bytes_in: int, bytes_out: int
+) -> None:
     """Hear of a finished request, for metrics.
 
     :param method: the HTTP method.
     :param route: the route's name (``blob``, ``manifest``, ``upload``...), not the raw path, so
-        that metrics have bounded cardinality.
+        that metrics have bounded cardinality (``registry.routing.TEMPLATES`` maps the API's names
+        to the spec's templates).
     :param status: the HTTP status code sent.
     :param duration: seconds from the start of handling to the response being ready.
+    :param bytes_in: the request body's declared length (``Content-Length``; 0 without one).
+    :param bytes_out: the response body's length (0 for ``HEAD``).
     :return: ignored.
 
     Every implementation is called on its own; exceptions are logged and swallowed. Keep it cheap:

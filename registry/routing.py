@@ -47,7 +47,11 @@ class RegexRouter:
         for fullmatch, resource, method_map, template in self._routes:
             match = fullmatch(uri)
             if match:
-                return resource, method_map, match.groupdict(), template
+                params = match.groupdict()
+                if req is not None:
+                    # Kept for the access log, which wants the repository after the responder ran.
+                    req.context.params = params
+                return resource, method_map, params, template
         return None
 
 
@@ -63,3 +67,15 @@ ROUTES: list[tuple[str, str]] = [
     ("blob", rf"/v2/{_ANY_NAME}/blobs/(?P<digest>[^/]*)"),
     ("referrers", rf"/v2/{_ANY_NAME}/referrers/(?P<digest>[^/]*)"),
 ]
+
+#: Each API route's template as the spec writes it: what the access log and metrics call the route.
+TEMPLATES: dict[str, str] = {
+    "base": "/v2/",
+    "catalog": "/v2/_catalog",
+    "tags": "/v2/{name}/tags/list",
+    "manifest": "/v2/{name}/manifests/{reference}",
+    "upload": "/v2/{name}/blobs/uploads/{reference}",
+    "uploads": "/v2/{name}/blobs/uploads/",
+    "blob": "/v2/{name}/blobs/{digest}",
+    "referrers": "/v2/{name}/referrers/{digest}",
+}

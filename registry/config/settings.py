@@ -39,6 +39,7 @@ CORE_ACTS_ON: frozenset[str] = frozenset(
         "log.level",
         "log.formatter",
         "log.fields",
+        "log.accesslog",
         f"auth.{NO_AUTH}",
         "storage.delete",
         "storage.redirect",

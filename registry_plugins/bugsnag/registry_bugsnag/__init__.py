@@ -1,0 +1,1 @@
+"""Bugsnag error reporting for the registry: ``reporting.bugsnag`` (see ``docs/bugsnag.md``)."""

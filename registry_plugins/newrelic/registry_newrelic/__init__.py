@@ -1,0 +1,1 @@
+"""New Relic APM for the registry: ``reporting.newrelic`` (see ``docs/newrelic.md``)."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics for the registry: ``http.debug.prometheus`` (see ``docs/prometheus.md``)."""
