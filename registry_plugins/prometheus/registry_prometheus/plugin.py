@@ -63,6 +63,39 @@ class Metrics:
                              "(DELETE 204) through this process since it started.", multiprocess_mode="livesum")
 
 
+class NotificationCollector:
+    """The notification queues' gauges and counters, read from the webhooks plugin when it is
+    installed (``registry_webhooks.metrics()``: this process's endpoints) at every scrape."""
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        try:
+            from registry_webhooks import metrics as endpoint_metrics
+        except ImportError:
+            return
+        families = {
+            "pending": GaugeMetricFamily("registry_notifications_pending",
+                                         "Events queued for an endpoint and not yet delivered.", labels=["endpoint"]),
+            "queue_bytes": GaugeMetricFamily("registry_notifications_queue_bytes",
+                                             "Bytes of the event bodies queued for an endpoint.", labels=["endpoint"]),
+            "delivered": CounterMetricFamily("registry_notifications_delivered",
+                                             "Events an endpoint accepted.", labels=["endpoint"]),
+            "failed": CounterMetricFamily("registry_notifications_failed",
+                                          "Delivery requests to an endpoint that failed.", labels=["endpoint"]),
+            "retries": CounterMetricFamily("registry_notifications_retries",
+                                           "Deliveries to an endpoint tried again.", labels=["endpoint"]),
+            "dropped": CounterMetricFamily("registry_notifications_dropped",
+                                           "Events dropped because an endpoint's queue was full.", labels=["endpoint"]),
+        }
+        for endpoint, values in sorted(endpoint_metrics().items()):
+            for key, family in families.items():
+                value = values.get(key)
+                if isinstance(value, int | float):
+                    family.add_metric([endpoint], value)
+        yield from families.values()
+
+
 _metrics: Metrics | None = None
 #: What this process serves: ``None`` while ``http.debug.prometheus`` is not enabled.
 _active: Metrics | None = None
@@ -77,7 +110,10 @@ def metrics() -> Metrics:
     metric of one name in a registry, and several apps can be built in one process)."""
     global _metrics
     if _metrics is None:
+        from prometheus_client import REGISTRY
+
         _metrics = Metrics()
+        REGISTRY.register(NotificationCollector())
     return _metrics
 
 
@@ -90,6 +126,7 @@ def metrics_app() -> Callable[..., Any]:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(NotificationCollector())  # each process's own queues: not summed
         return make_wsgi_app(registry)
     return make_wsgi_app(REGISTRY)
 

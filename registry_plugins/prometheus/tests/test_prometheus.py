@@ -174,3 +174,38 @@ def test_installed_and_disabled_costs_requests_nothing():
     assert type(app.registry_context.store.driver) is CheckedDriver
     assert pm.get_plugin(prometheus_plugin.RECORDER) is None
     assert not pm.hook.registry_request_finished.get_hookimpls()
+
+
+def test_notification_queues_show_on_the_page_when_webhooks_is_installed(tmp_path):
+    """A real server with the webhooks plugin and an endpoint nobody listens on (a loopback port bound
+    and closed): the pushes' events wait in its queue, and the page says how many."""
+    pytest.importorskip("registry_webhooks")
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    config = _config(tmp_path, tmp_path / "root")
+    with open(config, "a") as f:
+        f.write("notifications:\n"
+                f"  queue:\n    directory: {tmp_path / 'queue'}\n"
+                f"  endpoints:\n    - name: dead\n      url: http://127.0.0.1:{dead}/events\n"
+                "      timeout: 200ms\n      threshold: 1\n      backoff: 5s\n")
+    s = Served(config, _env(tmp_path))
+    try:
+        with pushing.session() as session:
+            for n in range(3):
+                pushing.push_blob(session, s.url, "queued/repo", f"blob {n}".encode(), form="post_put")
+        deadline, pending = time.monotonic() + 15, 0.0
+        while time.monotonic() < deadline:
+            samples = s.scrape()
+            pending = value(samples, "registry_notifications_pending", endpoint="dead")
+            if pending >= 3:
+                break
+            time.sleep(0.2)
+        assert pending >= 3, pending
+        assert value(samples, "registry_notifications_delivered_total", endpoint="dead") == 0
+        assert value(samples, "registry_notifications_queue_bytes", endpoint="dead") > 0
+    finally:
+        s.server.stop()
