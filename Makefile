@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(sort $(dir $(wildcard registry_plugins/*/pyproject.toml)))
 CONTRIB_PLUGINS := $(sort $(dir $(wildcard contrib/plugins/*/pyproject.toml contrib/token-server/pyproject.toml)))
 
-.PHONY: install run test lint bench soak clean
+.PHONY: install run test test-deps lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install
+# The real clients and servers the tests drive (apt, npm): idempotent, seconds when all is there.
+test-deps:
+	bash contrib/dev/install-test-deps.sh
+
+test: install test-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
