@@ -58,6 +58,11 @@ CORE_ACTS_ON: frozenset[str] = frozenset(
         "middleware.storage",
         "catalog.maxentries",
         "notifications.events.includereferences",
+        "proxy.remoteurl",
+        "proxy.username",
+        "proxy.password",
+        "proxy.ttl",
+        "proxy.remotes",
     }
 )
 
