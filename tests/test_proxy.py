@@ -108,8 +108,9 @@ class CountingProxy:
     """A TCP relay in front of an upstream that counts the bytes the upstream sends: how a test
     knows how often a blob was fetched."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
+    def __init__(self, target_port: int, pause: float = 0.0) -> None:
+        self.target, self.pause = target_port, pause
+        self.last_byte_at = 0.0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -145,6 +146,9 @@ class CountingProxy:
                 if count:
                     with self._lock:
                         self.downstream_bytes += len(data)
+                        self.last_byte_at = time.monotonic()
+                    if self.pause:
+                        time.sleep(self.pause)  # a slow upstream: the fetch lasts long enough to overlap
                 dst.sendall(data)
         except OSError:
             pass
@@ -341,16 +345,18 @@ def test_concurrent_pulls_of_one_uncached_blob_fetch_it_once(tmp_path):
     with go_registry(tmp_path / "go") as go:
         up = Upstream(go.url)
         d = up.blob("team/big", big)
-        counter = CountingProxy(go.port)
+        counter = CountingProxy(go.port, pause=0.001)
         try:
             with cache_registry(tmp_path / "cache", f"  remoteurl: http://127.0.0.1:{counter.port}\n") as cache:
                 results: list[str] = []
+                answered: list[float] = []
                 errors: list[BaseException] = []
 
                 def pull() -> None:
                     try:
                         with session() as s, s.get(f"{cache.url}/v2/team/big/blobs/{d}", stream=True, timeout=60) as r:
                             assert r.status_code == 200
+                            answered.append(time.monotonic())
                             h = hashlib.sha256()
                             for chunk in r.iter_content(MIB):
                                 h.update(chunk)
@@ -365,6 +371,10 @@ def test_concurrent_pulls_of_one_uncached_blob_fetch_it_once(tmp_path):
                     t.join(120)
                 assert not errors, errors
                 assert results == [d, d]
+                # Both were answered while the upstream was still sending: the second joined the fetch.
+                assert max(answered) < counter.last_byte_at
+                print(f"\ntwo concurrent pulls of a 64 MiB blob: {counter.downstream_bytes} bytes from the upstream "
+                      f"over {counter.connections} connection(s)")
                 # Once: 64 MiB and headers, not 128 MiB.
                 assert 64 * MIB <= counter.downstream_bytes < 65 * MIB, counter.downstream_bytes
                 assert stored_blob(cache, d).stat().st_size == 64 * MIB
