@@ -331,10 +331,12 @@ def test_tag_revalidated_after_ttl(tmp_path):
             time.sleep(0.5)
             seen = pull_http(cache.url, "team/app", "latest")[0]
         assert seen == second
-        # The upstream gone, the cached tag still serves even after its ttl.
+        # The upstream gone, the cached tag still serves even after its ttl, and tags list the cached ones.
         go.stop()
         time.sleep(2.1)
         assert pull_http(cache.url, "team/app", "latest")[0] == second
+        r = requests.get(f"{cache.url}/v2/team/app/tags/list", timeout=10)
+        assert r.status_code == 200 and r.json()["tags"] == ["latest"]
 
 
 def test_concurrent_pulls_of_one_uncached_blob_fetch_it_once(tmp_path):
@@ -558,3 +560,43 @@ def test_prefix_routing_to_three_upstreams_with_token_and_basic_auth(tmp_path):
             log = cache.log_path.read_text()
         assert TOKEN_USERS["alice"] not in log and BASIC_USERS["bob"] not in log, "a password reached the log"
         assert TOKEN_USERS["alice"] not in tokreg.log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def go_upstream(tmp_path_factory):
+    with go_registry(tmp_path_factory.mktemp("go-upstream")) as go:
+        yield go
+
+
+def test_pull_through_on_every_storage_driver(driver, go_upstream):
+    """The cache stores through the driver API only: the same pulls over the in-memory, the
+    object-store-like and the filesystem driver (the ``driver`` fixture of tests/conftest.py)."""
+    import falcon.testing
+
+    from registry.app import create_app
+    from registry.plugins import create_plugin_manager
+
+    layer = os.urandom(2 * MIB + 17)
+    digest, manifest, blobs = Upstream(go_upstream.url).image(f"drivers/{driver.name}", "v1", [layer])
+    config = {"version": 0.1, "storage": {driver.name: {}}, "proxy": {"remoteurl": go_upstream.url}}
+    app = create_app(config, create_plugin_manager(), driver=driver)
+    with app:
+        c = falcon.testing.TestClient(app)
+        name = f"drivers/{driver.name}"
+        r = c.simulate_get(f"/v2/{name}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert r.status_code == 200 and r.content == manifest and r.headers["Docker-Content-Digest"] == digest
+        for d in blobs:
+            r = c.simulate_get(f"/v2/{name}/blobs/{d}")
+            assert r.status_code == 200 and sha256(r.content) == d
+        r = c.simulate_get(f"/v2/{name}/blobs/{blobs[-1]}", headers={"Range": "bytes=0-9"})
+        assert r.status_code == 206 and r.content == layer[:10]
+        # Stored: served with the upstream unreachable (pointed elsewhere), by the same storage.
+    config["proxy"] = {"remoteurl": f"http://127.0.0.1:{free_port()}"}
+    with create_app(config, create_plugin_manager(), driver=driver) as app:
+        c = falcon.testing.TestClient(app)
+        r = c.simulate_get(f"/v2/{name}/manifests/{digest}", headers={"Accept": OCI_MANIFEST})
+        assert r.status_code == 200 and r.content == manifest
+        r = c.simulate_get(f"/v2/{name}/blobs/{blobs[-1]}")
+        assert r.status_code == 200 and r.content == layer
+        r = c.simulate_get(f"/v2/{name}/manifests/v1")  # tag: the upstream down, served from the cache
+        assert r.status_code == 200 and r.content == manifest
