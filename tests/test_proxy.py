@@ -108,9 +108,11 @@ class CountingProxy:
     """A TCP relay in front of an upstream that counts the bytes the upstream sends: how a test
     knows how often a blob was fetched."""
 
-    def __init__(self, target_port: int, pause: float = 0.0) -> None:
+    def __init__(self, target_port: int, pause: float = 0.0, needle: bytes = b"\0never") -> None:
         self.target, self.pause = target_port, pause
         self.last_byte_at = 0.0
+        #: How often ``needle`` was sent to the upstream (request lines, e.g. ``GET /token``).
+        self.needle, self.needles_seen = needle, 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -143,6 +145,9 @@ class CountingProxy:
                 data = src.recv(1 << 16)
                 if not data:
                     break
+                if not count:
+                    with self._lock:
+                        self.needles_seen += data.count(self.needle)
                 if count:
                     with self._lock:
                         self.downstream_bytes += len(data)
@@ -511,6 +516,18 @@ def _token_for(port: int, user: str, password: str, scope: str) -> str:
     return r.json()["token"]
 
 
+@contextlib.contextmanager
+def _counted_realm(auth_yaml: str, port: int) -> Iterator[tuple[str, CountingProxy]]:
+    """The registry's token `auth:` lines with the realm behind a CountingProxy that counts token requests."""
+    counter = CountingProxy(port, needle=b"GET /token")
+    try:
+        old = f"127.0.0.1:{port}/token"
+        assert old in auth_yaml
+        yield auth_yaml.replace(old, f"127.0.0.1:{counter.port}/token"), counter
+    finally:
+        counter.close()
+
+
 def test_prefix_routing_to_three_upstreams_with_token_and_basic_auth(tmp_path):
     import bcrypt
 
@@ -521,10 +538,11 @@ def test_prefix_routing_to_three_upstreams_with_token_and_basic_auth(tmp_path):
         f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(5)).decode()}\n" for u, p in BASIC_USERS.items()))
     with go_registry(tmp_path / "go") as go, \
             token_server(tmp_path / "token", TOKEN_USERS, TOKEN_RULES) as (token_auth, token_port), \
+            _counted_realm(token_auth, token_port) as (token_auth, token_counter), \
             auth_registry(tmp_path / "tokreg", token_auth) as tokreg, \
             auth_registry(basic_dir, f"  htpasswd:\n    realm: up\n    path: {basic_dir / 'htpasswd'}\n") as basic:
         go_digest, _, _ = Upstream(go.url).image("library/alpine", "3", [b"go-layer"])
-        token = _token_for(token_port, "alice", TOKEN_USERS["alice"], "repository:alice/app:pull,push")
+        token = _token_for(token_counter.port, "alice", TOKEN_USERS["alice"], "repository:alice/app:pull,push")
         tok_digest, _, _ = Upstream(tokreg.url, {"Authorization": f"Bearer {token}"}).image(
             "alice/app", "1.0", [b"token-layer"])
         basic_digest, _, _ = Upstream(basic.url, {"Authorization": requests.auth._basic_auth_str(
@@ -544,6 +562,9 @@ def test_prefix_routing_to_three_upstreams_with_token_and_basic_auth(tmp_path):
             # Past the 1s ttl: the tag is checked again (HEAD) with the cached token or a new one.
             time.sleep(1.2)
             assert pull_http(cache.url, "tok/alice/app", "1.0")[0] == tok_digest
+            # One token for the repository, kept for its 300 s: 2 manifest requests and 2 blobs later,
+            # the token server was asked once (plus the test's own push token above).
+            assert token_counter.needles_seen == 2, token_counter.needles_seen
             assert pull_http(cache.url, "basic/bob/tool", "2")[0] == basic_digest
             # Each prefix reaches only its own upstream.
             r = requests.get(f"{cache.url}/v2/go/alice/app/manifests/1.0", timeout=10)
