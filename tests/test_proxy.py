@@ -389,6 +389,30 @@ def test_concurrent_pulls_of_one_uncached_blob_fetch_it_once(tmp_path):
             counter.close()
 
 
+def test_a_blob_stored_for_one_repository_is_linked_not_fetched_again(tmp_path):
+    shared = os.urandom(2 * MIB)
+    with go_registry(tmp_path / "go") as go:
+        up = Upstream(go.url)
+        d = up.blob("team/a", shared)
+        assert up.blob("team/b", shared) == d
+        up.blob("team/c", b"something else")
+        counter = CountingProxy(go.port)
+        try:
+            with cache_registry(tmp_path / "cache", f"  remoteurl: http://127.0.0.1:{counter.port}\n") as cache:
+                r = requests.get(f"{cache.url}/v2/team/a/blobs/{d}", timeout=30)
+                assert r.status_code == 200 and r.content == shared
+                fetched = counter.downstream_bytes
+                assert fetched > 2 * MIB
+                r = requests.get(f"{cache.url}/v2/team/b/blobs/{d}", timeout=30)
+                assert r.status_code == 200 and r.content == shared
+                assert counter.downstream_bytes - fetched < 4096  # a HEAD, not the blob again
+                # A repository the upstream does not give the blob to does not get it from the cache.
+                r = requests.get(f"{cache.url}/v2/team/c/blobs/{d}", timeout=30)
+                assert r.status_code == 404 and error_codes(r) == ["BLOB_UNKNOWN"]
+        finally:
+            counter.close()
+
+
 def _rss_kib(pid: int, field: str = "VmRSS") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -455,6 +479,15 @@ class _CorruptHandler(http.server.BaseHTTPRequestHandler):
         elif self.path.endswith("/blobs/" + sha256(srv.good)):
             srv.blob_gets += 1
             body, ctype = srv.bad, "application/octet-stream"  # the wrong bytes, of the right length
+        elif self.path.endswith("/blobs/" + sha256(srv.good[:MIB])):
+            # The right bytes, cut off half-way: Content-Length promises more than comes.
+            self.send_response(200)
+            self.send_header("Content-Length", str(MIB))
+            self.end_headers()
+            self.wfile.write(srv.good[:MIB // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         else:
             self.send_response(404)
             self.send_header("Content-Length", "0")
@@ -466,7 +499,30 @@ class _CorruptHandler(http.server.BaseHTTPRequestHandler):
         if ctype == OCI_MANIFEST:
             self.send_header("Docker-Content-Digest", sha256(body))
         self.end_headers()
-        self.wfile.write(body)
+        if ctype == OCI_MANIFEST:
+            self.wfile.write(body)
+            return
+        # All but the last byte, a pause, then the (wrong) last byte: the client's response has
+        # certainly started, and has had time to take everything the cache would give it.
+        self.wfile.write(body[:-1])
+        self.wfile.flush()
+        time.sleep(0.3)
+        self.wfile.write(body[-1:])
+
+
+def _broken_pull(url: str, started: bool = False) -> int:
+    """GET a blob the upstream spoils: how many bytes came before the pull failed. A failure found
+    before the response started is an OCI error (5xx); one found later breaks the connection short
+    of its Content-Length. Either way the client never holds a complete wrong blob."""
+    got = 0
+    with session() as s, s.get(url, stream=True, timeout=30) as r:
+        if r.status_code != 200 and not started:
+            assert r.status_code in (500, 503) and error_codes(r), r.text
+            return 0
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            for chunk in r.iter_content(MIB):
+                got += len(chunk)
+    return got
 
 
 def test_corrupt_upstream_blob_is_never_stored_and_never_served_whole(tmp_path):
@@ -479,15 +535,15 @@ def test_corrupt_upstream_blob_is_never_stored_and_never_served_whole(tmp_path):
         with cache_registry(tmp_path / "cache", f"  remoteurl: http://127.0.0.1:{fake.server_address[1]}\n") as cache:
             d = sha256(good)
             for _ in range(2):
-                got = b""
-                with pytest.raises(requests.exceptions.ChunkedEncodingError), session() as s, \
-                        s.get(f"{cache.url}/v2/fake/app/blobs/{d}", stream=True, timeout=30) as r:
-                    assert r.status_code == 200
-                    for chunk in r.iter_content(MIB):
-                        got += chunk
-                assert len(got) < len(good)  # the connection broke short of the blob
+                # The last byte is held back until the digest is checked, then the connection breaks
+                # (waitress drops what it had not sent yet, so the client holds at most len - 1).
+                assert _broken_pull(f"{cache.url}/v2/fake/app/blobs/{d}", started=True) < len(good)
                 assert not stored_blob(cache, d).exists()
             assert fake.blob_gets == 2  # nothing was cached, so each pull asked again
+            # An upstream that breaks off: the client's pull breaks too, nothing is stored.
+            cut = sha256(good[:MIB])
+            assert _broken_pull(f"{cache.url}/v2/fake/app/blobs/{cut}") < MIB
+            assert not stored_blob(cache, cut).exists()
             # skopeo refuses it too.
             if find_tool("skopeo"):
                 p = run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{cache.host}/fake/app:v1",

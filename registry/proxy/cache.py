@@ -162,13 +162,13 @@ class _BlobFetch:
     def wait_started(self, timeout: float = STALL_TIMEOUT) -> int | None:
         """Wait until the upstream answered; the blob's size (``None``: not announced).
 
-        :raises RegistryError: when the fetch failed before sending a byte (404, upstream down).
+        :raises RegistryError: when the fetch failed already (404, upstream down, wrong bytes).
         """
         deadline = time.monotonic() + timeout
         with self.cond:
             while self.state == "connecting" and time.monotonic() < deadline:
                 self.cond.wait(deadline - time.monotonic())
-            if self.state == "failed" and self.written == 0:
+            if self.state == "failed":  # nothing went to this client yet: it gets the error itself
                 assert self.error is not None
                 raise self.error
             if self.state == "connecting":
@@ -370,6 +370,15 @@ class PullThroughCache:
             if self._fetches.get((fetch.name, fetch.d)) is fetch:
                 del self._fetches[(fetch.name, fetch.d)]
 
+    def _link_stored(self, client: RemoteClient, name: str, d: Digest) -> bool:
+        """Link a blob stored already (pulled through another repository) into ``name`` once the
+        upstream confirms that repository has it (a HEAD instead of fetching it again)."""
+        stored = self.store.blob_size(d)
+        if stored is None or self.blob_size(client, name, d) != stored:
+            return False
+        self.store.link_layer(name, d)
+        return True
+
     def open_blob(self, client: RemoteClient, name: str, d: Digest) -> tuple[BinaryIO, int | None]:
         """A stream of the whole blob and its size (``None``: unknown): from storage if it is there by
         now, else read behind its fetch from the upstream.
@@ -377,6 +386,8 @@ class PullThroughCache:
         :raises RegistryError: ``BLOB_UNKNOWN`` when the upstream does not have it, ``UNAVAILABLE``
             when it cannot be reached.
         """
+        if self._link_stored(client, name, d):
+            return self.store.open_blob(d), self.store.blob_size(d)
         fetch = self._join(client, name, d)
         if fetch is None:
             return self.store.open_blob(d), self.store.blob_size(d)
@@ -388,7 +399,7 @@ class PullThroughCache:
 
     def fetch_blob(self, client: RemoteClient, name: str, d: Digest) -> int:
         """Store the blob (fetching it, or waiting for the fetch under way) and return its size."""
-        fetch = self._join(client, name, d)
+        fetch = None if self._link_stored(client, name, d) else self._join(client, name, d)
         if fetch is not None:
             try:
                 fetch.wait_done()
