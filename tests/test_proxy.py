@@ -561,6 +561,9 @@ TOKEN_RULES = """
 rules:
   - repositories: ["{user}/**"]
     authenticated: ["*"]
+  - repositories: ["public/**"]
+    anonymous: [pull]
+    users: {alice: [push]}
 """
 BASIC_USERS = {"bob": "bob-Upstream-2"}
 
@@ -601,6 +604,9 @@ def test_prefix_routing_to_three_upstreams_with_token_and_basic_auth(tmp_path):
         token = _token_for(token_counter.port, "alice", TOKEN_USERS["alice"], "repository:alice/app:pull,push")
         tok_digest, _, _ = Upstream(tokreg.url, {"Authorization": f"Bearer {token}"}).image(
             "alice/app", "1.0", [b"token-layer"])
+        public_token = _token_for(token_counter.port, "alice", TOKEN_USERS["alice"], "repository:public/tool:pull,push")
+        public_digest, _, _ = Upstream(tokreg.url, {"Authorization": f"Bearer {public_token}"}).image(
+            "public/tool", "1", [b"public-layer"])
         basic_digest, _, _ = Upstream(basic.url, {"Authorization": requests.auth._basic_auth_str(
             "bob", BASIC_USERS["bob"])}).image("bob/tool", "2", [b"basic-layer"])
         proxy = (
@@ -608,6 +614,7 @@ def test_prefix_routing_to_three_upstreams_with_token_and_basic_auth(tmp_path):
             f"    - prefix: go/\n      remoteurl: {go.url}\n"
             f"    - prefix: tok/\n      remoteurl: {tokreg.url}\n"
             f"      username: alice\n      password: {TOKEN_USERS['alice']}\n      ttl: 1s\n"
+            f"    - prefix: anon/\n      remoteurl: {tokreg.url}\n"
             f"    - prefix: basic/\n      remoteurl: {basic.url}\n"
             f"      username: bob\n      password: {BASIC_USERS['bob']}\n"
         )
@@ -619,8 +626,13 @@ def test_prefix_routing_to_three_upstreams_with_token_and_basic_auth(tmp_path):
             time.sleep(1.2)
             assert pull_http(cache.url, "tok/alice/app", "1.0")[0] == tok_digest
             # One token for the repository, kept for its 300 s: 2 manifest requests and 2 blobs later,
-            # the token server was asked once (plus the test's own push token above).
-            assert token_counter.needles_seen == 2, token_counter.needles_seen
+            # the token server was asked once (plus the test's own two push tokens above).
+            assert token_counter.needles_seen == 3, token_counter.needles_seen
+            # An anonymous token (no credentials configured) for a public repository; a private one
+            # is refused upstream, which the cache answers with DENIED.
+            assert pull_http(cache.url, "anon/public/tool", "1")[0] == public_digest
+            r = requests.get(f"{cache.url}/v2/anon/alice/app/manifests/1.0", timeout=10)
+            assert r.status_code == 403 and error_codes(r) == ["DENIED"], r.text
             assert pull_http(cache.url, "basic/bob/tool", "2")[0] == basic_digest
             # Each prefix reaches only its own upstream.
             r = requests.get(f"{cache.url}/v2/go/alice/app/manifests/1.0", timeout=10)
