@@ -385,6 +385,17 @@ def test_concurrent_pulls_of_one_uncached_blob_fetch_it_once(tmp_path):
                 # Once: 64 MiB and headers, not 128 MiB.
                 assert 64 * MIB <= counter.downstream_bytes < 65 * MIB, counter.downstream_bytes
                 assert stored_blob(cache, d).stat().st_size == 64 * MIB
+                # The spool file goes once its last reader is done: no descriptor left to a deleted file.
+                fd_dir = Path(f"/proc/{cache.proc.pid}/fd")
+                if fd_dir.is_dir():
+                    deadline = time.monotonic() + 5
+                    while time.monotonic() < deadline:
+                        spools = [f for f in fd_dir.iterdir()
+                                  if "(deleted)" in os.readlink(f) or "#" in os.readlink(f)]
+                        if not spools:
+                            break
+                        time.sleep(0.1)
+                    assert not spools, [os.readlink(f) for f in spools]
         finally:
             counter.close()
 

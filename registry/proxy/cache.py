@@ -273,6 +273,7 @@ class PullThroughCache:
                 return d, raw
             return d, self._fetch_manifest(client, name, str(d), d)
         assert tag is not None
+        current: Digest | None = None
         cached = self.store.resolve_tag(name, tag)
         raw = self.store.get_manifest(name, cached) if cached is not None else None
         key = (name, tag)
@@ -290,7 +291,8 @@ class PullThroughCache:
                 self._mark(key)
                 return cached, raw
         try:
-            fetched = self._fetch_manifest(client, name, tag, None)
+            # By the digest the HEAD named, when it named one: exactly the manifest it announced.
+            fetched = self._fetch_manifest(client, name, str(current) if current else tag, current)
         except RegistryError:
             if raw is not None and cached is not None:
                 return cached, raw
