@@ -344,6 +344,7 @@ def test_tag_revalidated_after_ttl(tmp_path):
         assert r.status_code == 200 and r.json()["tags"] == ["latest"]
 
 
+@pytest.mark.slow
 def test_concurrent_pulls_of_one_uncached_blob_fetch_it_once(tmp_path):
     big = tmp_path / "big"
     with open(big, "wb") as f:
@@ -431,6 +432,7 @@ def _rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to measure RSS")
 def test_streaming_a_256_mib_blob_keeps_memory_flat(tmp_path):
     big = tmp_path / "big"
