@@ -210,6 +210,7 @@ RULES = """
 rules:
   - repositories: ["public/**"]
     anonymous: [pull]
+    users: {alice: ["*"]}
   - repositories: ["alice/**"]
     users: {alice: ["*"], bob: [pull]}
   - repositories: ["bob/**"]
