@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -27,8 +26,12 @@ from ui_harness import (  # noqa: E402
     HOSTILE,
     SBOM_TYPE,
     SIGNATURE_TYPE,
+    TIMEOUT,
     USERS,
     Image,
+    Registry,
+    Serving,
+    _env,
     artifact,
     sha256,
     unavailable,
@@ -36,12 +39,9 @@ from ui_harness import (  # noqa: E402
     write_oci_layout,
 )
 
-from tests.test_cli import Serving  # noqa: E402
-
 pytestmark = pytest.mark.clients
 
 CHROMIUM = ("chromium", "chromium-browser")
-TIMEOUT = 15.0
 
 
 def _tool(*names: str) -> str | None:
@@ -86,40 +86,6 @@ def shots(tmp_path) -> Iterator:
         return path
 
     return shot
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    env.update(HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "xdg"), NO_PROXY="127.0.0.1,localhost")
-    return env
-
-
-class Registry:
-    def __init__(self, tmp_path: Path, extra: str = "") -> None:
-        config = tmp_path / "config.yml"
-        config.write_text(
-            "version: 0.1\nlog:\n  level: info\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'root'}\n  delete:\n    enabled: true\n"
-            "http:\n  addr: 127.0.0.1:0\n" + extra)
-        self.server = Serving(str(config), _env(tmp_path))
-        port = self.server.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1)
-        self.host = f"127.0.0.1:{port}"
-        self.url = f"http://{self.host}"
-        self.http = requests.Session()
-        self.http.trust_env = False
-
-    def push(self, name: str, ref: str, manifest: bytes, blobs: dict[str, bytes], auth=None) -> str:
-        for d, data in blobs.items():
-            r = self.http.post(f"{self.url}/v2/{name}/blobs/uploads/", params={"digest": d}, data=data,
-                               auth=auth, timeout=TIMEOUT)
-            assert r.status_code == 201, r.text
-        r = self.http.put(f"{self.url}/v2/{name}/manifests/{ref}", data=manifest, auth=auth, timeout=TIMEOUT,
-                          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-        assert r.status_code == 201, r.text
-        return sha256(manifest)
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 def skopeo_push(tmp_path: Path, registry: Registry, name: str, tag: str, images: list[Image],

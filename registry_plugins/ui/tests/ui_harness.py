@@ -18,12 +18,16 @@ from typing import Any
 import bcrypt
 import falcon.testing
 import pytest
+import requests
 
 from registry.app import create_app
 from registry.plugins import create_plugin_manager
 from registry.storage.driver import StorageDriver
 from registry.storage.inmemory import InMemoryDriver
 from registry.storage.middleware import StorageMiddleware, contract_members
+from tests.test_cli import Serving
+
+TIMEOUT = 15.0
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -234,3 +238,47 @@ def basic(user: str) -> dict[str, str]:
     import base64
 
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()}
+
+
+# -- `registry serve` ------------------------------------------------------------------------
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env.update(HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "xdg"), NO_PROXY="127.0.0.1,localhost")
+    return env
+
+
+class Registry:
+    """`registry serve` on a free loopback port over a filesystem root, with ``extra`` config (YAML)."""
+
+    def __init__(self, tmp_path: Path, extra: str = "", *, name: str = "config", root: Path | None = None,
+                 prefix: str = "") -> None:
+        http = f"  prefix: {prefix}\n" if prefix else ""
+        config = tmp_path / f"{name}.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: info\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root or tmp_path / 'root'}\n  delete:\n    enabled: true\n"
+            "http:\n  addr: 127.0.0.1:0\n" + http + extra)
+        self.server = Serving(str(config), _env(tmp_path))
+        port = self.server.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1)
+        self.host = f"127.0.0.1:{port}"
+        self.url = f"http://{self.host}"
+        self.base = self.url + prefix.rstrip("/")
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def push(self, name: str, ref: str, manifest: bytes, blobs: dict[str, bytes], auth=None) -> str:
+        for d, data in blobs.items():
+            r = self.http.post(f"{self.base}/v2/{name}/blobs/uploads/", params={"digest": d}, data=data,
+                               auth=auth, timeout=TIMEOUT)
+            assert r.status_code == 201, r.text
+        r = self.http.put(f"{self.base}/v2/{name}/manifests/{ref}", data=manifest, auth=auth, timeout=TIMEOUT,
+                          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 201, r.text
+        return sha256(manifest)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
