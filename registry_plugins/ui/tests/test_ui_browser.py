@@ -79,13 +79,15 @@ def shots(tmp_path) -> Iterator:
     out = Path(os.environ["UI_TEST_ARTIFACTS"]) if os.environ.get("UI_TEST_ARTIFACTS") else tmp_path / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
 
-    def shot(driver, name: str) -> Path:
+    def take(driver, name: str) -> Path:
         path = out / f"{name}.png"
-        assert driver.save_screenshot(str(path)), f"no screenshot of {name}"
+        # The whole page, beyond the window's height (Chromium's DevTools protocol).
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        path.write_bytes(base64.b64decode(shot["data"]))
         assert path.stat().st_size > 1000
         return path
 
-    return shot
+    return take
 
 
 def skopeo_push(tmp_path: Path, registry: Registry, name: str, tag: str, images: list[Image],
@@ -118,6 +120,14 @@ def _wait_title(driver, contains: str) -> None:
     WebDriverWait(driver, TIMEOUT).until(ec.title_contains(contains))
 
 
+def _wait_page(driver, title: str) -> None:
+    """Until the page titled exactly ``title`` has loaded (after a click: not the page before it)."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, TIMEOUT).until(ec.title_is(title))
+
+
 def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registry, tmp_path, shots):
     from selenium.webdriver.common.by import By
 
@@ -131,6 +141,8 @@ def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registr
     sig_digest = registry.push("library/app", sha256(sig), sig, sig_blobs)
     sbom, sbom_blobs = artifact(amd.manifest, SBOM_TYPE, b'{"spdxVersion": "SPDX-2.3"}')
     registry.push("library/app", sha256(sbom), sbom, sbom_blobs)
+    sbom_sig, sbom_sig_blobs = artifact(sbom, SIGNATURE_TYPE, b"a signature of the SBOM")
+    registry.push("library/app", sha256(sbom_sig), sbom_sig, sbom_sig_blobs)
     registry.push("other/thing", "v1", amd.manifest, amd.blobs())
 
     b = browser
@@ -141,7 +153,7 @@ def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registr
     shots(b, "1-catalog")
 
     b.find_element(By.LINK_TEXT, "library/app").click()
-    _wait_title(b, "library/app")
+    _wait_page(b, "library/app · Test registry")
     rows = {r.get_attribute("data-tag"): r for r in b.find_elements(By.CSS_SELECTOR, "tr.tag")}
     assert sorted(rows) == ["multi", "old", "stable"]
     platforms = [p.text for p in rows["multi"].find_elements(By.CSS_SELECTOR, ".platform")]
@@ -170,6 +182,8 @@ def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registr
     groups = {g.find_element(By.CSS_SELECTOR, ".at").text: g
               for g in b.find_elements(By.CSS_SELECTOR, "li.artifact-type")}
     assert sorted(groups) == [SBOM_TYPE, SIGNATURE_TYPE]
+    nested = groups[SBOM_TYPE].find_elements(By.CSS_SELECTOR, "li.referrer li.artifact-type .at")
+    assert [n.text for n in nested] == [SIGNATURE_TYPE]  # the SBOM's own signature, under it
     shots(b, "4-manifest")
 
     title_before = "library/app@" + sig_digest[:19]
@@ -194,7 +208,7 @@ def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registr
     assert b.find_element(By.NAME, "csrf").get_attribute("value")
     shots(b, "6-confirm-delete")
     b.find_element(By.ID, "confirm-delete").click()
-    _wait_title(b, "library/app")
+    _wait_page(b, "library/app · Test registry")
     assert "deleted=old" in b.current_url
     left = sorted(r.get_attribute("data-tag") for r in b.find_elements(By.CSS_SELECTOR, "tr.tag"))
     assert left == ["multi", "stable"]
