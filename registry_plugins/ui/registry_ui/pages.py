@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import itertools
 import json
 import logging
 import re
@@ -300,23 +301,21 @@ class UI:
                              "Search by the start of a repository name: lowercase letters, digits, . _ - and /.")
         if last is not None and (len(last) > MAX_NAME_LENGTH or not NAME_RE.match(last)):
             return self.fail(req, resp, viewer, falcon.HTTP_400, "That is not a repository name to continue after.")
-        # One page of names from the store's ordered walk. Names the viewer may not pull are skipped,
-        # reading at most four pages' worth (and one more, to know whether there is a next page).
+        # One page of names from the store's ordered walk, read as they are shown. Names the viewer
+        # may not pull are skipped, reading at most four pages' worth; one more name read says
+        # whether there is a next page.
         budget = 4 * n
-        candidates = list(self._names(store, q, last, budget + 1))
+        names = self._names(store, q, last, budget + 1)
         shown: list[str] = []
-        next_last = None
-        for i, name in enumerate(candidates[:budget]):
-            if i % n == 0:
-                viewer.prepare(Access("repository", c, "pull") for c in candidates[i:i + n])
-            if viewer.can(name, "pull"):
-                shown.append(name)
-            if len(shown) == n:
-                next_last = name if i + 1 < len(candidates) else None
+        scanned, last_scanned = 0, None
+        while len(shown) < n and scanned < budget:
+            chunk = list(itertools.islice(names, min(n - len(shown), budget - scanned)))
+            if not chunk:
                 break
-        else:
-            if len(candidates) > budget:
-                next_last = candidates[budget - 1]
+            viewer.prepare(Access("repository", c, "pull") for c in chunk)  # one token per chunk
+            scanned, last_scanned = scanned + len(chunk), chunk[-1]
+            shown += [c for c in chunk if viewer.can(c, "pull")]
+        next_last = last_scanned if last_scanned is not None and next(names, None) is not None else None
         self.render(req, resp, "catalog.html", viewer, repositories=shown, q=q, n=n, last=last,
                     next_last=next_last)
 
