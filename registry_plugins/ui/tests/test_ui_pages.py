@@ -310,3 +310,42 @@ def test_htpasswd_bob_cannot_delete_alices_tag(htpasswd_app):
     as_alice = client.simulate_post("/ui/r/alice/app/-/delete", body=f"tag=v1&csrf={token}",
                                     headers={**basic("alice"), "Content-Type": "application/x-www-form-urlencoded"})
     assert as_alice.status_code == 403
+
+
+def test_the_ui_section_is_validated_and_documented():
+    from registry.config.validate import validate
+    from registry.plugins import create_plugin_manager as pm
+
+    base = {"version": "0.1", "storage": {"inmemory": {}}}
+    assert validate({**base, "ui": {"title": "Mine", "pagesize": 30, "path": "/browse"}}, pm()) == []
+    problems = validate({**base, "ui": {"pagesize": 0, "path": "ui", "secret": "short", "colour": "red"}}, pm())
+    assert [p.split(":")[0] for p in problems] == ["ui.colour", "ui.pagesize", "ui.path", "ui.secret"], problems
+    from registry_ui.plugin import SCHEMA
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "ui.md").read_text()
+    for key, prop in SCHEMA["properties"].items():
+        assert prop.get("description"), key
+        assert f"`{key}`" in docs, f"docs/ui.md does not describe ui.{key}"
+
+
+def test_disabled_absent_and_moved():
+    image = Image("amd64")
+    with ui_app(ui={"enabled": False}) as (client, app, counter):
+        assert client.simulate_get("/ui/").status_code == 404
+    with ui_app(ui={"path": "/browse", "title": "Browse <it>", "pagesize": 1}) as (client, app, counter):
+        push_image(client, "one/a", "v1", image)
+        push_image(client, "one/b", "v1", image)
+        assert client.simulate_get("/ui/").status_code == 404
+        page = client.simulate_get("/browse/").text
+        assert names_in_at(page, "/browse") == ["one/a"] and "Browse &lt;it&gt;" in page  # pagesize 1
+        assert "/browse/?n=1&amp;last=one/a" in page
+        many = client.simulate_get("/browse/", params={"n": "100000"}).text  # clamped to maxpagesize
+        assert names_in_at(many, "/browse") == ["one/a", "one/b"]
+        assert client.simulate_get("/browse/r/one/a/-/m/sha256:00").status_code == 404
+        assert client.simulate_get("/browse/r/one/a/-/m/nope").status_code == 404
+        assert client.simulate_get("/browse/r/one/zzz").status_code == 404
+        assert client.simulate_get("/browse/", params={"last": "../../etc"}).status_code == 400
+
+
+def names_in_at(page: str, base: str) -> list[str]:
+    return re.findall(rf'class="repository" href="{re.escape(base)}/r/[^"]+">([^<]+)<', page)
