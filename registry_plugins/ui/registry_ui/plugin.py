@@ -25,6 +25,7 @@ import falcon
 import pluggy
 
 from registry import hookimpl
+from registry.errors import RegistryError
 from registry.plugins import options_of
 from registry.routes import Route
 
@@ -62,7 +63,14 @@ class _Resource:
             resp.status = falcon.HTTP_503
             resp.content_type, resp.text = "text/plain; charset=utf-8", "the registry is starting\n"
             return
-        getattr(self.ui, method)(req, resp, **params)
+        try:
+            getattr(self.ui, method)(req, resp, **params)
+        except RegistryError as exc:
+            # What the access controller or the store refused (429 after failed logins, say): a
+            # page, with the error's headers (Retry-After), rather than the API's JSON.
+            for key, value in exc.headers.items():
+                resp.set_header(key, value)
+            self.ui.fail(req, resp, None, exc.status, exc.message or exc.code)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         self._call(self._get, req, resp, **params)

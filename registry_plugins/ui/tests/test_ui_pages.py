@@ -349,3 +349,37 @@ def test_disabled_absent_and_moved():
 
 def names_in_at(page: str, base: str) -> list[str]:
     return re.findall(rf'class="repository" href="{re.escape(base)}/r/[^"]+">([^<]+)<', page)
+
+
+@pytest.mark.parametrize("method,path,query,body", [
+    ("GET", "/ui/r/%2e%2e/%2e%2e/etc", "", None),
+    ("GET", "/ui/r/a/../b", "", None),
+    ("GET", "/ui/r/" + "a" * 300, "", None),
+    ("GET", "/ui/r/library/app/-/m/..%2f..%2fblobs", "", None),
+    ("GET", "/ui/r/library/app/-/m/sha256:" + "0" * 64, "", None),
+    ("GET", "/ui/r/library/app/-/m/sha512:" + "a" * 10, "", None),
+    ("GET", "/ui/static/..%2fpages.py", "", None),
+    ("GET", "/ui/static/missing.css", "", None),
+    ("GET", "/ui/", "n=-1&last=", None),
+    ("GET", "/ui/", "n=abc&q=%00", None),
+    ("GET", "/ui/r/library/app", "n=0&last=%ff", None),
+    ("GET", "/ui/r/library/app/-/delete", "tag=a&digest=b", None),
+    ("GET", "/ui/r/library/app/-/delete", "tag=" + "x" * 200, None),
+    ("GET", "/ui/login", "next=//evil.example/", None),
+    ("POST", "/ui/r/library/app/-/delete", "", b"tag=amd&csrf=" + b"9" * 5000),
+    ("POST", "/ui/r/library/app/-/delete", "", b"\xff\xfe"),
+    ("POST", "/ui/r/library/app/-/delete", "", b"&".join([b"a=b"] * 100)),
+    ("PUT", "/ui/", "", b"x"),
+    ("DELETE", "/ui/r/library/app", "", None),
+])
+def test_hostile_requests_get_a_page_not_a_crash(populated, method, path, query, body):
+    client, it = populated
+    r = client.simulate_request(method, path, query_string=query, body=body,
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code < 500, r.text
+    assert r.status_code != 200 or method == "GET"
+    assert "Traceback" not in r.text
+    if "login" in path:
+        assert "evil.example" not in r.headers.get("Location", "")
+    # Nothing was deleted.
+    assert client.simulate_get("/v2/library/app/manifests/amd").status_code == 200
