@@ -9,6 +9,7 @@ hold, are summarised in a small content-addressed cache of this module.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import functools
 import itertools
@@ -40,7 +41,7 @@ MAX_CHILDREN_READ = 16
 #: Referrers shown per manifest, and how deep referrers of referrers go.
 MAX_REFERRERS = 200
 REFERRER_DEPTH = 3
-#: Tag names listed at most (a repository's tags directory is read whole, once per page).
+#: The largest form body read (a delete form is ~200 bytes, a login form a few hundred).
 MAX_FORM = 4096
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -364,14 +365,12 @@ class UI:
         last = req.get_param("last")
         start = 0
         if last:
-            import bisect
-
             start = bisect.bisect_right(tags, last)
         page = tags[start:start + n]
         rows = [self._tag_row(store, name, tag) for tag in page]
         next_last = page[-1] if start + n < len(tags) and page else None
         self.render(req, resp, "repository.html", viewer, name=name, rows=rows, total=len(tags), n=n,
-                    next_last=next_last, last=last, host=self.pull_ref_host(req),
+                    next_last=next_last, last=last, host=self.pull_ref_host(req), deleted=req.get_param("deleted"),
                     can_delete=self.can_delete(viewer, name),
                     csrf=self.csrf.token(viewer.identity, name))
 
@@ -566,7 +565,10 @@ class UI:
         if (req.content_length or 0) > MAX_FORM:
             return None
         try:
-            body = req.bounded_stream.read(MAX_FORM + 1).decode("utf-8")
+            raw = req.bounded_stream.read(MAX_FORM + 1)
+            if len(raw) > MAX_FORM:
+                return None
+            body = raw.decode("utf-8")
             pairs = urllib.parse.parse_qsl(body, keep_blank_values=True, max_num_fields=16, strict_parsing=False)
         except (UnicodeDecodeError, ValueError):
             return None

@@ -209,7 +209,7 @@ def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registr
     shots(b, "6-confirm-delete")
     b.find_element(By.ID, "confirm-delete").click()
     _wait_page(b, "library/app · Test registry")
-    assert "deleted=old" in b.current_url
+    assert "deleted=old" in b.current_url and b.find_element(By.ID, "deleted").text == "Deleted old."
     left = sorted(r.get_attribute("data-tag") for r in b.find_elements(By.CSS_SELECTOR, "tr.tag"))
     assert left == ["multi", "stable"]
     assert registry.http.get(f"{registry.url}/v2/library/app/manifests/old", timeout=TIMEOUT).status_code == 404
