@@ -11,14 +11,17 @@ page is kept under the test's tmp dir, or under ``$UI_TEST_ARTIFACTS`` when set.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -300,3 +303,94 @@ def test_htpasswd_viewers_in_the_browser(browser, protected, tmp_path, shots):
     log = "".join(protected.server.seen) + "".join(_drain(protected.server))
     assert "ui.repository" in log, log  # the access log was read
     assert USERS["bob"] not in log and USERS["alice"] not in log and "Authorization" not in log
+
+
+@pytest.fixture
+def token_protected(tmp_path) -> Iterator[Registry]:
+    """`registry serve` with ``auth.token`` trusting the reference token server (contrib/token-server),
+    itself run as a process with the same htpasswd users and access rules."""
+    exe = shutil.which("registry-token-server") or str(Path(sys.executable).parent / "registry-token-server")
+    if not Path(exe).exists():
+        unavailable("registry-token-server (contrib/token-server) is not installed: make install")
+    htpasswd, rules = write_auth_files(tmp_path / "auth")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    issuer = "ui-browser-issuer"
+    log = open(tmp_path / "token-server.log", "wb")  # noqa: SIM115 - closed below
+    token = subprocess.Popen([exe, "--htpasswd", str(htpasswd), "--rules", str(rules), "--keys", str(tmp_path / "keys"),
+                              "--listen", f"127.0.0.1:{port}", "--issuer", issuer],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=_env(tmp_path))
+    try:
+        realm = f"http://127.0.0.1:{port}/token"
+        http = requests.Session()
+        http.trust_env = False
+        deadline = time.monotonic() + 20
+        while True:
+            assert token.poll() is None, (tmp_path / "token-server.log").read_text(errors="replace")
+            with contextlib.suppress(requests.RequestException):
+                if http.get(realm, params={"service": "registry"}, timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the token server did not answer"
+            time.sleep(0.1)
+        bundle = tmp_path / "keys" / "signing-cert.pem"
+        registry = Registry(tmp_path, f"auth:\n  token:\n    realm: {realm}\n    service: registry\n"
+                                      f"    issuer: {issuer}\n    rootcertbundle: {bundle}\n"
+                                      "ui:\n  title: Test registry\n")
+        try:
+            yield registry
+        finally:
+            registry.stop()
+    finally:
+        token.terminate()
+        try:
+            token.wait(10)
+        except subprocess.TimeoutExpired:
+            token.kill()
+            token.wait()
+        log.close()
+
+
+def test_token_login_form_in_the_browser(browser, token_protected, tmp_path, shots):
+    from selenium.webdriver.common.by import By
+
+    registry = token_protected
+    skopeo_push(tmp_path, registry, "alice/app", "v1", [Image("amd64"), Image("arm64", "v8")],
+                creds=f"alice:{USERS['alice']}")
+    skopeo_push(tmp_path, registry, "public/tools", "v1", [Image("amd64")], creds=f"alice:{USERS['alice']}")
+    b = browser
+    _basic_header(b, None)
+    b.delete_all_cookies()
+    b.get(f"{registry.url}/ui/")
+    _wait_title(b, "Repositories")
+    assert [a.text for a in b.find_elements(By.CSS_SELECTOR, "a.repository")] == ["public/tools"]
+
+    b.find_element(By.ID, "login").click()
+    _wait_title(b, "Log in")
+    b.find_element(By.ID, "username").send_keys("alice")
+    b.find_element(By.ID, "password").send_keys(USERS["alice"])
+    shots(b, "9-token-login")
+    b.find_element(By.ID, "login-submit").click()
+    _wait_page(b, "Repositories · Test registry")
+    assert b.find_element(By.ID, "identity").text == "alice"
+    assert USERS["alice"] not in b.current_url
+    assert [a.text for a in b.find_elements(By.CSS_SELECTOR, "a.repository")] == ["alice/app", "public/tools"]
+    (cookie,) = [c for c in b.get_cookies() if c["name"] == "registry_ui_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and USERS["alice"] not in cookie["value"]
+
+    b.find_element(By.LINK_TEXT, "alice/app").click()
+    _wait_page(b, "alice/app · Test registry")
+    platforms = [p.text for p in b.find_elements(By.CSS_SELECTOR, 'tr.tag[data-tag="v1"] .platform')]
+    assert platforms == ["linux/amd64", "linux/arm64/v8"]
+    b.find_element(By.CSS_SELECTOR, 'tr.tag[data-tag="v1"] a.delete').click()
+    _wait_title(b, "Delete v1")
+    b.find_element(By.ID, "confirm-delete").click()
+    _wait_page(b, "alice/app · Test registry")
+    assert b.find_elements(By.CSS_SELECTOR, "tr.tag") == []
+
+    b.find_element(By.CSS_SELECTOR, "nav.who button").click()  # log out
+    _wait_page(b, "Repositories · Test registry")
+    assert [a.text for a in b.find_elements(By.CSS_SELECTOR, "a.repository")] == ["public/tools"]
+    assert b.find_elements(By.ID, "identity") == []
