@@ -27,6 +27,7 @@ import falcon
 import jinja2
 
 from registry.auth import Access
+from registry.config import readonly_enabled
 from registry.errors import RegistryError
 from registry.grammar import MAX_NAME_LENGTH, NAME_RE, TAG_RE, Digest, parse_digest
 from registry.storage.driver import PathNotFoundError
@@ -219,7 +220,8 @@ class UI:
         self.page_size = int(options.get("pagesize") or 50)
         self.max_page_size = max(int(options.get("maxpagesize") or 200), self.page_size)
         self.pull_host = options.get("pullhost")
-        self.offer_delete = options.get("delete") is not False
+        # Read-only mode refuses every POST before it reaches the UI: offer no delete at all then.
+        self.offer_delete = options.get("delete") is not False and not readonly_enabled(config)
         self.csrf = Csrf(options.get("secret"))
         self.sessions = Sessions()
         self.configs = ConfigCache()

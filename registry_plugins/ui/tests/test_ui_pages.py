@@ -383,3 +383,27 @@ def test_hostile_requests_get_a_page_not_a_crash(populated, method, path, query,
         assert "evil.example" not in r.headers.get("Location", "")
     # Nothing was deleted.
     assert client.simulate_get("/v2/library/app/manifests/amd").status_code == 200
+
+
+def test_read_only_mode_offers_no_delete_and_refuses_the_post():
+    image = Image("amd64")
+    with ui_app({"storage": {"inmemory": {}, "delete": {"enabled": True},
+                             "maintenance": {"readonly": {"enabled": True}}}}) as (client, app, counter):
+        store = app.registry_context.store
+        d = parse_digest(image.digest)
+        store.put_manifest("ro/app", d, image.manifest)
+        store.tag("ro/app", "v1", d)  # read-only refuses pushes: written through the store
+        assert "/-/delete" not in client.simulate_get("/ui/r/ro/app").text
+        r = client.simulate_post("/ui/r/ro/app/-/delete", body="tag=v1&csrf=x",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code >= 400
+        assert store.resolve_tag("ro/app", "v1") == d
+
+
+def test_registry_plugins_lists_ui():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "registry.cli", "plugins"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    (line,) = [x for x in out.splitlines() if x.split()[:1] == ["ui"]]
+    assert "registry-ui" in line and "routes" in line
