@@ -407,3 +407,27 @@ def test_registry_plugins_lists_ui():
                          timeout=60, check=True).stdout
     (line,) = [x for x in out.splitlines() if x.split()[:1] == ["ui"]]
     assert "registry-ui" in line and "routes" in line
+
+
+def test_a_delete_through_the_ui_sends_the_apis_delete_event(tmp_path):
+    from registry import hookimpl
+
+    events: list[dict] = []
+
+    class Recorder:
+        @hookimpl
+        def registry_event(self, event):
+            events.append(event)
+
+    htpasswd, rules = write_auth_files(tmp_path / "auth")
+    config = {"auth": {"htpasswd": {"realm": "ui-test", "path": str(htpasswd), "rules": str(rules)}}}
+    with ui_app(config, plugins=(Recorder(),)) as (client, app, counter):
+        image = Image("amd64")
+        push_image(client, "alice/app", "v1", image, headers=basic("alice"))
+        confirm = client.simulate_get("/ui/r/alice/app/-/delete", params={"tag": "v1"}, headers=basic("alice"))
+        events.clear()
+        done = client.simulate_post("/ui/r/alice/app/-/delete", body=f"tag=v1&csrf={csrf_of(confirm.text)}",
+                                    headers={**basic("alice"), "Content-Type": "application/x-www-form-urlencoded"})
+        assert done.status_code == 303
+    assert [(e["action"], e["target"], e["actor"]) for e in events] == [
+        ("delete", {"repository": "alice/app", "tag": "v1"}, {"name": "alice"})]

@@ -80,12 +80,16 @@ for _op, _is_method in contract_members(StorageDriver).items():
 
 @contextlib.contextmanager
 def ui_app(config: Mapping[str, Any] | None = None, *, ui: Mapping[str, Any] | None = None,
-           delete: bool = True) -> Iterator[tuple[falcon.testing.TestClient, Any, Counting]]:
+           delete: bool = True, plugins: tuple[Any, ...] = ()
+           ) -> Iterator[tuple[falcon.testing.TestClient, Any, Counting]]:
     """An app with the UI over an in-memory driver wrapped in :class:`Counting`; ``(client, app, counter)``."""
     full = {"version": "0.1", "storage": {"inmemory": {}, "delete": {"enabled": delete}},
             "ui": dict(ui or {}), **(config or {})}
     driver = Counting(InMemoryDriver())
-    app = create_app(full, create_plugin_manager(), driver=driver)
+    pm = create_plugin_manager()
+    for plugin in plugins:
+        pm.register(plugin)
+    app = create_app(full, pm, driver=driver)
     with app:
         yield falcon.testing.TestClient(app), app, driver
 
