@@ -393,18 +393,7 @@ class UI:
             row["platforms"] = [platform_text(c.get("platform")) for c in children
                                 if isinstance(c.get("platform"), Mapping)
                                 and c["platform"].get("architecture") != "unknown"]
-            total, complete = len(raw), True
-            for i, child in enumerate(children):
-                cd = descriptor_digest(child)
-                if i >= MAX_CHILDREN_READ or cd is None:
-                    complete = False
-                    continue
-                craw = store.get_manifest(name, cd)
-                cdoc = load_json(craw)
-                if cdoc is None or craw is None:
-                    complete = False
-                    continue
-                total += image_size(cdoc, len(craw))
+            total, complete = self._index_total(store, name, children, len(raw))
             row["size"] = total
             row["size_partial"] = not complete
             annotations = doc.get("annotations") if isinstance(doc.get("annotations"), Mapping) else {}
@@ -418,6 +407,24 @@ class UI:
             if summary.get("architecture"):
                 row["platforms"] = [platform_text(summary)]
         return row
+
+    @staticmethod
+    def _index_total(store: Any, name: str, children: list[Any], raw_len: int) -> tuple[int, bool]:
+        """An index's bytes (itself and each child image's) and whether every child was counted:
+        at most :data:`MAX_CHILDREN_READ` children are read, through the manifest cache."""
+        total, complete = raw_len, True
+        for i, child in enumerate(children):
+            cd = descriptor_digest(child)
+            if i >= MAX_CHILDREN_READ or cd is None:
+                complete = False
+                continue
+            craw = store.get_manifest(name, cd)
+            cdoc = load_json(craw)
+            if cdoc is None or craw is None:
+                complete = False
+                continue
+            total += image_size(cdoc, len(craw))
+        return total, complete
 
     def can_delete(self, viewer: Viewer, name: str) -> bool:
         return bool(self.offer_delete and self.ctx.delete_enabled and viewer.can(name, "delete"))
@@ -466,7 +473,8 @@ class UI:
                     size=len(raw), is_index=is_index, config=cfg, config_summary=config_summary,
                     layers=layers, children=children, annotations=annotations, subject=subject,
                     artifact_type=doc.get("artifactType") if isinstance(doc.get("artifactType"), str) else None,
-                    total=image_size(doc, len(raw)) if not is_index else None,
+                    total=image_size(doc, len(raw)) if not is_index else self._index_total(
+                        store, name, children, len(raw))[0],
                     referrers=referrers, referrers_truncated=budget[0] <= 0, host=self.pull_ref_host(req),
                     can_delete=self.can_delete(viewer, name), csrf=self.csrf.token(viewer.identity, name),
                     raw=raw.decode("utf-8", "replace") if len(raw) <= 256 * 1024 else None)

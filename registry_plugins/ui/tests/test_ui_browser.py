@@ -170,7 +170,7 @@ def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registr
     rows["multi"].find_element(By.CSS_SELECTOR, "a.tag-link").click()
     _wait_title(b, "library/app:multi")
     assert b.find_element(By.ID, "digest").text == index_digest
-    children = [c.text for c in b.find_elements(By.CSS_SELECTOR, "tr.child td.platform")]
+    children = [c.text for c in b.find_elements(By.CSS_SELECTOR, "tr.child td.child-platform")]
     assert children == ["linux/amd64", "linux/arm64/v8"]
     assert "skopeo copy --all" in b.find_element(By.ID, "pull-commands").text
     shots(b, "3-index")

@@ -82,9 +82,12 @@ def test_catalog_repository_index_manifest_and_referrers(populated):
 
     index_page = client.simulate_get("/ui/r/library/app/-/m/multi")
     assert index_page.status_code == 200
-    children = re.findall(r'<tr class="child"><td class="platform">([^<]+)</td>', index_page.text)
+    children = re.findall(r'<tr class="child"><td class="child-platform">([^<]+)</td>', index_page.text)
     assert children == ["linux/amd64", "linux/arm64/v8"]
     assert f"/ui/r/library/app/-/m/{amd.digest}" in hrefs(index_page.text)
+    arm = it["arm"]
+    index_total = len(it["index"]) + sum(len(i.manifest) + len(i.config) + len(i.layer) for i in (amd, arm))
+    assert f'id="total-size" title="{index_total} bytes"' in index_page.text
     assert f"skopeo copy --all docker://falconframework.org/library/app@{sha256(it['index'])}" in index_page.text
 
     page = client.simulate_get(f"/ui/r/library/app/-/m/{amd.digest}").text
