@@ -19,6 +19,7 @@ import falcon
 import pluggy
 
 from registry.config import (
+    Config,
     ConfigError,
     build_access_controller,
     build_storage,
@@ -28,6 +29,7 @@ from registry.config import (
     redirect_disabled,
     settings_of,
 )
+from registry.config.settings import quota_rules
 from registry.errors import (
     BadRequest,
     InternalError,
@@ -472,6 +474,11 @@ def create_app(
 
         driver = checked(driver, on_call=report)
     store = Store(driver)
+    quotas = config.settings.quotas if isinstance(config, Config) else quota_rules(config)
+    if quotas:  # without rules the store counts nothing: no counter I/O on any push
+        from registry.ops.quota import Quotas
+
+        store.quota = Quotas(driver, quotas)
     ctx = Context(
         store=store,
         uploads=Uploads(store),
