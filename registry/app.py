@@ -53,7 +53,7 @@ from registry.routing import NAME_RE, ROUTES, TEMPLATES, RegexRouter
 from registry.storage.checked import checked
 from registry.storage.driver import StorageDriver, StorageError
 from registry.storage.purge import purger_for
-from registry.storage.store import Store
+from registry.storage.store import QuotaExceededError, Store
 from registry.storage.uploads import Uploads
 
 log = logging.getLogger(__name__)
@@ -427,6 +427,11 @@ def _add_error_handlers(app: falcon.App, pm: pluggy.PluginManager) -> None:
             call_each(pm, "registry_report_exception", exc=ex, request=req)
         _send_error(resp, err)
 
+    def quota_error(req: falcon.Request, resp: falcon.Response, ex: QuotaExceededError, params: dict) -> None:
+        # A refusal by configuration, not a storage fault: no error line, no report.
+        log.info("quota refused %s %s: %s", req.method, req.path, ex)
+        _send_error(resp, registry_error_for(ex)[0])
+
     def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
         log.exception("unhandled error on %s %s", req.method, req.path)
         call_each(pm, "registry_report_exception", exc=ex, request=req)
@@ -435,6 +440,7 @@ def _add_error_handlers(app: falcon.App, pm: pluggy.PluginManager) -> None:
     # Falcon picks the most specific handler for an exception's type.
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(StorageError, storage_error)
+    app.add_error_handler(QuotaExceededError, quota_error)
     app.add_error_handler(falcon.HTTPError, http_error)
     app.add_error_handler(RegistryError, registry_error)
 
