@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from registry.config.durations import parse_duration
-from registry.config.model import NO_AUTH, STORAGE_KEYS, ConfigError
+from registry.config.model import NO_AUTH, STORAGE_KEYS, ConfigError, dotted
 from registry.plugins import options_of
 
 if TYPE_CHECKING:
@@ -508,7 +508,7 @@ def rule_problems(config: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...]
 def _rules_or_raise(config: Mapping[str, Any], key: str) -> list[Any]:
     problems = [p for p in rule_problems(config) if p[0][0] == key]
     if problems:
-        raise ConfigError([".".join(map(str, path)) + f": {message}" for path, message in problems])
+        raise ConfigError([f"{dotted(path)}: {message}" for path, message in problems])
     value = config.get(key)
     return value if isinstance(value, list) else []
 
