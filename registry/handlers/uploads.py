@@ -209,11 +209,14 @@ class UploadResource:
                 if offset != size:
                     raise self._out_of_order(req, name, upload_id, content_range, size)
                 raise SizeInvalid(f"Content-Range {offset}-{end} does not match Content-Length {length}")
-        if length is not None:
-            self._check_quota(req, name, upload_id, None, length, offset)
+        body = self._check_quota(req, name, upload_id, None, length, offset)
         # The offset is checked by the writer that appends: no other request can slip in between.
-        with _upload_errors(self.ctx, req, name, upload_id):
-            new_size = self.ctx.uploads.append(name, upload_id, request_body(req), length, offset)
+        try:
+            with _upload_errors(self.ctx, req, name, upload_id):
+                new_size = self.ctx.uploads.append(name, upload_id, body, length, offset)
+        except QuotaExceededError:
+            self._discard(name, upload_id)  # a body of undeclared length went over: what came of it goes
+            raise
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, new_size)
 
@@ -241,31 +244,34 @@ class UploadResource:
             if parsed is None:  # malformed, as for a PATCH: 400, not 416
                 raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
             offset = parsed[0]
-        self._check_quota(req, name, upload_id, d, req.content_length or 0, offset)
+        body = self._check_quota(req, name, upload_id, d, req.content_length, offset)
         try:
             with _upload_errors(self.ctx, req, name, upload_id):
-                total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0,
-                                                offset)
+                total = self.ctx.uploads.finish(name, upload_id, d, body, req.content_length or 0, offset)
         except QuotaExceededError:
             self._discard(name, upload_id)  # refused at the exact size: the data goes, nothing is linked
             raise
         _created(self.ctx, req, resp, name, d, total)
 
-    def _check_quota(self, req: falcon.Request, name: str, upload_id: str, d: Digest | None, length: int,
-                     offset: int | None) -> None:
-        """Refuse a chunk or final PUT whose declared size would take the upload's blob over a quota,
-        before its bytes are stored; the refused upload is discarded (it could never be finished)."""
+    def _check_quota(self, req: falcon.Request, name: str, upload_id: str, d: Digest | None, length: int | None,
+                     offset: int | None) -> BinaryIO:
+        """Refuse a chunk or final PUT whose size would take the upload's blob over a quota, before
+        its bytes are stored, and discard the refused upload (it could never be finished); returns
+        the body to store. waitress sets ``Content-Length`` of a chunked body too (it dechunks it
+        first), so the size is always declared by the time a handler runs."""
+        body = request_body(req)
         quota = self.ctx.store.quota
         if quota is None or not quota.applicable(name):
-            return
+            return body
         if offset is None:
             with _upload_errors(self.ctx, req, name, upload_id):
                 offset = self.ctx.uploads.size(name, upload_id)
         try:
-            check_blob(self.ctx.store, name, d, offset + length)
+            check_blob(self.ctx.store, name, d, offset + (length or 0))
         except QuotaExceededError:
             self._discard(name, upload_id)
             raise
+        return body
 
     def _discard(self, name: str, upload_id: str) -> None:
         with contextlib.suppress(UploadError):
