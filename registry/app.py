@@ -19,7 +19,6 @@ import falcon
 import pluggy
 
 from registry.config import (
-    Config,
     ConfigError,
     build_access_controller,
     build_storage,
@@ -29,7 +28,6 @@ from registry.config import (
     redirect_disabled,
     settings_of,
 )
-from registry.config.settings import quota_rules
 from registry.errors import (
     BadRequest,
     InternalError,
@@ -47,6 +45,7 @@ from registry.handlers.manifests import ManifestResource
 from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
 from registry.health import HealthCheck, PeriodicCheck, health_status, storage_check
+from registry.ops.quota import attach_quotas
 from registry.plugins import call_each, collect, each_caller, options_of
 from registry.routes import Route, check_route
 from registry.routing import NAME_RE, ROUTES, TEMPLATES, RegexRouter
@@ -479,12 +478,7 @@ def create_app(
             on_call(driver=driver_name, operation=operation, seconds=seconds, error=error)
 
         driver = checked(driver, on_call=report)
-    store = Store(driver)
-    quotas = config.settings.quotas if isinstance(config, Config) else quota_rules(config)
-    if quotas:  # without rules the store counts nothing: no counter I/O on any push
-        from registry.ops.quota import Quotas
-
-        store.quota = Quotas(driver, quotas)
+    store = attach_quotas(Store(driver), config)  # without quota rules: no counter I/O at all
     ctx = Context(
         store=store,
         uploads=Uploads(store),

@@ -32,8 +32,8 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from registry.storage import paths
 from registry.storage.driver import PathNotFoundError, StorageDriver
@@ -224,6 +224,19 @@ class Quotas:
         if store.has_layer_link(name, d) or not store.has_manifest(name, d):
             return 0
         return store.blob_size(d) or 0
+
+
+def attach_quotas(store: Store, config: Mapping[str, Any]) -> Store:
+    """Give ``store`` the configuration's quota counters (nothing without ``quotas:`` rules): what
+    any tool that links or unlinks through the store (the API, garbage collection, a repository
+    delete) calls, so that its changes are counted and give space back. Returns ``store``."""
+    from registry.config.model import Config
+    from registry.config.settings import quota_rules
+
+    rules = config.settings.quotas if isinstance(config, Config) else quota_rules(config)
+    if rules:
+        store.quota = Quotas(store.driver, rules)
+    return store
 
 
 def check_blob(store: Store, name: str, d: Digest | None, size: int) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from registry.digests import Digest, parse_digest
 from registry.ops.quota import BASE, human_size, namespaces
 from registry.storage import paths
-from registry.storage.driver import PathNotFoundError, StorageDriver
+from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
 from registry.storage.store import Store
 
 if TYPE_CHECKING:
@@ -208,6 +208,9 @@ def run_du(config: Mapping[str, Any], pm: pluggy.PluginManager, prefixes: Sequen
     store = Store(build_storage(config, pm))
     try:
         report = rebuild_counters(store) if rebuild else disk_usage(store, prefixes)
+    except StorageError as exc:
+        print(f"registry du: the storage failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.driver.close()
     if as_json:
