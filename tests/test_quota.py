@@ -199,3 +199,21 @@ def test_counters_exist_for_every_level(driver) -> None:
     assert paths.usage_dir("a") == f"{paths.REPOSITORIES}/a/_usage"
     # The counter directory does not make a namespace a repository.
     assert c.simulate_get("/v2/_catalog").json["repositories"] == ["a/b/c"]
+
+
+def test_concurrent_pushes_in_one_process_never_over_admit(driver) -> None:
+    """16 threads pushing 100-byte blobs into a 1,000-byte quota through one app: exactly 10 fit.
+    The size is reserved (checked and counted in one step) before the body is read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = quota_client(driver, [{"pattern": "race", "limit": 1000}])
+    blobs = [data(100, 1000 + i) for i in range(16)]
+
+    def push(blob: bytes) -> int:
+        return c.simulate_post("/v2/race/blobs/uploads/", params={"digest": sha256(blob)}, body=blob,
+                               headers=OCTET).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(push, blobs))
+    assert sorted(codes) == [201] * 10 + [403] * 6
+    assert usage_of(c, "race") == 1000 == disk_usage(c.app.registry_context.store).total_bytes

@@ -126,6 +126,27 @@ def test_two_processes_share_the_counters(tmp_path) -> None:
     assert len(store.driver.list("/docker/registry/v2/repositories/busy/_usage")) == 2
 
 
+def test_concurrent_pushes_over_admit_at_most_the_pushes_in_flight(tmp_path) -> None:
+    """12 pushes of 10,000 bytes, 8 at a time through two processes, into a 50,000-byte quota: at
+    least the 5 that fit are accepted, at most the 8 in flight more (measured: 5 or 6, as reservations
+    in the other process become visible within milliseconds); the counters equal the walk, and a
+    refused blob is not stored."""
+    root = tmp_path / "root"
+    rules = {"quotas": [{"pattern": "race", "limit": 50_000}]}
+    blobs = [random.Random(500 + i).randbytes(10_000) for i in range(12)]
+    with (serve(root, tmp_path / "a", rules) as a, serve(root, tmp_path / "b", rules) as b,
+          pushing.session() as s, ThreadPoolExecutor(8) as pool):
+        codes = list(pool.map(lambda i: post_blob(s, (a, b)[i % 2], "race", blobs[i]).status_code,
+                              range(len(blobs))))
+    assert set(codes) <= {201, 403} and 5 <= codes.count(201) <= 5 + 8, codes
+    store = Store(checked(FilesystemDriver(rootdirectory=str(root))))
+    (row,) = disk_usage(store).repositories
+    assert row.bytes == codes.count(201) * 10_000 == read_usage(store.driver, "race")[0]
+    for blob, code in zip(blobs, codes, strict=True):
+        d = pushing.digest(blob)
+        assert (root / "docker/registry/v2/blobs/sha256" / d[7:9] / d[7:] / "data").exists() == (code == 201)
+
+
 def test_chunked_patch_over_the_limit(tmp_path) -> None:
     """A chunked PATCH (no Content-Length from the client): waitress dechunks it and says its length,
     so it is refused on its size, and the upload with what it had is discarded."""

@@ -30,7 +30,7 @@ from registry.handlers.base import (
     upload_location,
     url,
 )
-from registry.ops.quota import check_blob
+from registry.ops.quota import check_blob, reservation
 from registry.routing import NAME_RE, UPLOAD_ID
 from registry.spool import SpoolFile
 from registry.storage.store import QuotaExceededError
@@ -122,10 +122,10 @@ class UploadsResource:
             # Not mountable: the spec says to fall back to an ordinary upload session.
         if digest is not None:
             d = check_digest(digest)
-            # Refused on its declared size before a byte is read (and exactly, before the commit).
-            check_blob(self.ctx.store, name, d, req.content_length or 0)
-            # The whole blob in this request: stored at its blob path, no upload session at all.
-            with _upload_errors(self.ctx, req, name, None):
+            # The whole blob in this request: stored at its blob path, no upload session at all. With
+            # a quota, its declared size is reserved first: refused before a byte is read.
+            with reservation(self.ctx.store, name, d, req.content_length or 0), \
+                    _upload_errors(self.ctx, req, name, None):
                 size = self.ctx.uploads.put_blob(name, d, request_body(req), req.content_length or 0)
             _created(self.ctx, req, resp, name, d, size)
             return
@@ -209,7 +209,14 @@ class UploadResource:
                 if offset != size:
                     raise self._out_of_order(req, name, upload_id, content_range, size)
                 raise SizeInvalid(f"Content-Range {offset}-{end} does not match Content-Length {length}")
-        body = self._check_quota(req, name, upload_id, None, length, offset)
+        size = self._size_after(req, name, upload_id, length, offset)
+        if size is not None:
+            try:
+                check_blob(self.ctx.store, name, None, size)
+            except QuotaExceededError:
+                self._discard(name, upload_id)  # it could never be finished
+                raise
+        body = request_body(req)
         # The offset is checked by the writer that appends: no other request can slip in between.
         try:
             with _upload_errors(self.ctx, req, name, upload_id):
@@ -244,34 +251,29 @@ class UploadResource:
             if parsed is None:  # malformed, as for a PATCH: 400, not 416
                 raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
             offset = parsed[0]
-        body = self._check_quota(req, name, upload_id, d, req.content_length, offset)
+        size = self._size_after(req, name, upload_id, req.content_length, offset)
         try:
-            with _upload_errors(self.ctx, req, name, upload_id):
-                total = self.ctx.uploads.finish(name, upload_id, d, body, req.content_length or 0, offset)
+            # With a quota, the blob's size is reserved before anything is stored or moved.
+            with reservation(self.ctx.store, name, d, size), _upload_errors(self.ctx, req, name, upload_id):
+                total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0,
+                                                offset)
         except QuotaExceededError:
-            self._discard(name, upload_id)  # refused at the exact size: the data goes, nothing is linked
+            self._discard(name, upload_id)  # refused: the data goes, nothing is linked
             raise
         _created(self.ctx, req, resp, name, d, total)
 
-    def _check_quota(self, req: falcon.Request, name: str, upload_id: str, d: Digest | None, length: int | None,
-                     offset: int | None) -> BinaryIO:
-        """Refuse a chunk or final PUT whose size would take the upload's blob over a quota, before
-        its bytes are stored, and discard the refused upload (it could never be finished); returns
-        the body to store. waitress sets ``Content-Length`` of a chunked body too (it dechunks it
-        first), so the size is always declared by the time a handler runs."""
-        body = request_body(req)
+    def _size_after(self, req: falcon.Request, name: str, upload_id: str, length: int | None,
+                    offset: int | None) -> int | None:
+        """The upload's size once this request's body is stored, when a quota rule limits ``name``
+        (else ``None``: nothing to check). waitress sets ``Content-Length`` of a chunked body too (it
+        dechunks it first), so the size is declared by the time a handler runs."""
         quota = self.ctx.store.quota
         if quota is None or not quota.applicable(name):
-            return body
+            return None
         if offset is None:
             with _upload_errors(self.ctx, req, name, upload_id):
                 offset = self.ctx.uploads.size(name, upload_id)
-        try:
-            check_blob(self.ctx.store, name, d, offset + (length or 0))
-        except QuotaExceededError:
-            self._discard(name, upload_id)
-            raise
-        return body
+        return offset + (length or 0)
 
     def _discard(self, name: str, upload_id: str) -> None:
         with contextlib.suppress(UploadError):

@@ -17,9 +17,11 @@ processes sharing a bucket never lose each other's updates on a storage without 
 How exact it is (also in docs/quotas.md):
 
 - Counting is exact for pushes that do not race: each link change adds or subtracts its bytes once.
-- A check and the count that follows are not one atomic step: pushes in flight at once (in one
-  process or several) may each pass the check, so a limit can be over-admitted by at most the
-  bytes of the pushes in flight when it is reached. Never under-admitted.
+- A blob upload's bytes are reserved (checked and counted) at its final request, before its data
+  is stored or moved, in one step per process: pushes in one process never over-admit. Across
+  processes, a reservation is visible once its counter file is written (milliseconds): pushes
+  reserving in that window may each pass, so a limit can be over-admitted by at most the blobs
+  reserved at the same moment in other processes. Never under-admitted.
 - The same blob linked into one repository by two pushes at the same instant can be counted twice
   (over-counted, never under-counted); a crash between counting and linking also over-counts.
   ``registry du --rebuild`` makes the counters exact again.
@@ -27,12 +29,13 @@ How exact it is (also in docs/quotas.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from registry.storage import paths
@@ -112,6 +115,10 @@ class Quotas:
         self.driver = driver
         self.rules = tuple(rules)
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        # A check and the count it admits are one step in this process: per first name component,
+        # which every repository and namespace a rule may limit for a name shares.
+        self._admit_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._pending = threading.local()
         self._writer = ("", -1)
         self._applicable: dict[str, list[tuple[QuotaRule, str]]] = {}
 
@@ -179,6 +186,39 @@ class Quotas:
                             kind: subject, "limit": rule.limit, "usage": used, "requested": extra},
                 )
 
+    def _admitting(self, name: str) -> threading.Lock:
+        return self._admit_locks[hash(name.partition("/")[0]) % _STRIPES]
+
+    def _check_and_add(self, name: str, size: int) -> None:
+        if self.applicable(name):
+            with self._admitting(name):
+                self.check(name, size)
+                self.add(name, size)
+        else:
+            self.add(name, size)
+
+    def _reservations(self) -> dict[tuple[str, Digest], int]:
+        pending = getattr(self._pending, "map", None)
+        if pending is None:
+            pending = self._pending.map = {}
+        return pending
+
+    def reserve(self, store: Store, name: str, d: Digest, size: int) -> None:
+        """Check and count ``size`` bytes for blob ``d`` in ``name`` now, before its data arrives, so
+        that pushes running at the same time see each other (one step in this process, a few
+        milliseconds apart across processes). The link that follows in this thread uses the
+        reservation; :meth:`release` gives back one that was not used."""
+        if self.counted(store, name, d):
+            return
+        self._check_and_add(name, size)
+        self._reservations()[(name, d)] = size
+
+    def release(self, name: str, d: Digest) -> None:
+        """Give back the reservation of ``d`` in ``name`` if the link did not use it."""
+        size = self._reservations().pop((name, d), None)
+        if size:
+            self.add(name, -size)
+
     def counted(self, store: Store, name: str, d: Digest) -> bool:
         """Whether ``d``'s bytes are already counted in ``name`` (as a layer or a manifest)."""
         return store.has_layer_link(name, d) or store.has_manifest(name, d)
@@ -195,16 +235,23 @@ class Quotas:
     # -- what Store calls where links change ------------------------------------------------------
 
     def admit_layer(self, store: Store, name: str, d: Digest, size: int) -> None:
-        self.check_blob(store, name, d, size)
+        reserved = self._reservations().get((name, d))
+        if reserved is not None and reserved >= size:
+            return
+        self.check_blob(store, name, d, size - (reserved or 0))
 
     def count_layer(self, store: Store, name: str, d: Digest) -> int:
+        reserved = self._reservations().pop((name, d), None)
+        if reserved is not None:
+            size = store.blob_size(d) or 0
+            if size != reserved:  # the upload was not the size it said
+                self.add(name, size - reserved)
+            return size
         if self.counted(store, name, d):
             return 0
         size = store.blob_size(d) or 0
         if size:
-            if self.applicable(name):
-                self.check(name, size)
-            self.add(name, size)
+            self._check_and_add(name, size)
         return size
 
     def layer_bytes(self, store: Store, name: str, d: Digest) -> int:
@@ -215,9 +262,7 @@ class Quotas:
     def count_manifest(self, store: Store, name: str, d: Digest, size: int) -> int:
         if self.counted(store, name, d):
             return 0
-        if self.applicable(name):
-            self.check(name, size)
-        self.add(name, size)
+        self._check_and_add(name, size)
         return size
 
     def manifest_bytes(self, store: Store, name: str, d: Digest) -> int:
@@ -237,6 +282,22 @@ def attach_quotas(store: Store, config: Mapping[str, Any]) -> Store:
     if rules:
         store.quota = Quotas(store.driver, rules)
     return store
+
+
+@contextlib.contextmanager
+def reservation(store: Store, name: str, d: Digest, size: int | None) -> Iterator[None]:
+    """Reserve ``size`` bytes for blob ``d`` in ``name`` while the block stores and links it
+    (:meth:`Quotas.reserve`), giving back what the link did not use; nothing without a rule for
+    ``name`` or with ``size`` ``None``. Raises :class:`QuotaExceededError` before the block runs."""
+    quota = store.quota
+    if quota is None or size is None or not quota.applicable(name):
+        yield
+        return
+    quota.reserve(store, name, d, size)
+    try:
+        yield
+    finally:
+        quota.release(name, d)
 
 
 def check_blob(store: Store, name: str, d: Digest | None, size: int) -> None:
