@@ -21,7 +21,7 @@ How exact it is (also in docs/quotas.md):
   is stored or moved, in one step per process: pushes in one process never over-admit. Across
   processes, a reservation is visible once its counter file is written (milliseconds): pushes
   reserving in that window may each pass, so a limit can be over-admitted by at most the blobs
-  reserved at the same moment in other processes. Never under-admitted.
+  reserved at the same moment in other processes.
 - The same blob linked into one repository by two pushes at the same instant can be counted twice
   (over-counted, never under-counted); a crash between counting and linking also over-counts.
   ``registry du --rebuild`` makes the counters exact again.
