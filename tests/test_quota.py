@@ -217,3 +217,15 @@ def test_concurrent_pushes_in_one_process_never_over_admit(driver) -> None:
         codes = list(pool.map(push, blobs))
     assert sorted(codes) == [201] * 10 + [403] * 6
     assert usage_of(c, "race") == 1000 == disk_usage(c.app.registry_context.store).total_bytes
+
+
+def test_forget_repository_gives_its_bytes_back_to_the_namespaces(driver) -> None:
+    c = quota_client(driver, [{"pattern": "ns", "scope": "namespace", "limit": 1000}])
+    p = Pusher(c)
+    p.blob("ns/a", data(300))
+    p.blob("ns/b/c", data(200, 1))
+    quota = c.app.registry_context.store.quota
+    assert quota.forget_repository("ns/a") == 300
+    driver.delete(paths.repository("ns/a"))  # as a repository delete would
+    assert read_usage(driver, "ns") == (0, 200) and read_usage(driver, "ns/a") == (0, 0)
+    p.blob("ns/d", data(800, 2))  # fits again

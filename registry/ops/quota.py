@@ -147,6 +147,14 @@ class Quotas:
                 tree += delta
                 self.driver.put_content(path, f"{own} {tree}\n".encode())
 
+    def forget_repository(self, name: str) -> int:
+        """Give back everything repository ``name`` holds (its own bytes, from it and from every
+        namespace above it): what a repository delete calls before removing the repository's
+        directory, whose ``_usage`` goes with it. Returns the bytes given back."""
+        own = self.usage(name)[0]
+        self.add(name, -own)
+        return own
+
     def usage(self, name: str) -> tuple[int, int]:
         return read_usage(self.driver, name)
 
