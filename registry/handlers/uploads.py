@@ -218,12 +218,8 @@ class UploadResource:
                 raise
         body = request_body(req)
         # The offset is checked by the writer that appends: no other request can slip in between.
-        try:
-            with _upload_errors(self.ctx, req, name, upload_id):
-                new_size = self.ctx.uploads.append(name, upload_id, body, length, offset)
-        except QuotaExceededError:
-            self._discard(name, upload_id)  # a body of undeclared length went over: what came of it goes
-            raise
+        with _upload_errors(self.ctx, req, name, upload_id):
+            new_size = self.ctx.uploads.append(name, upload_id, body, length, offset)
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, new_size)
 
