@@ -45,6 +45,7 @@ from registry.handlers.manifests import ManifestResource
 from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
 from registry.health import HealthCheck, PeriodicCheck, health_status, storage_check
+from registry.ops.quota import attach_quotas
 from registry.plugins import call_each, collect, each_caller, options_of
 from registry.proxy import PullThroughCache, proxy_settings
 from registry.routes import Route, check_route
@@ -52,7 +53,7 @@ from registry.routing import NAME_RE, ROUTES, TEMPLATES, RegexRouter
 from registry.storage.checked import checked
 from registry.storage.driver import StorageDriver, StorageError
 from registry.storage.purge import purger_for
-from registry.storage.store import Store
+from registry.storage.store import QuotaExceededError, Store
 from registry.storage.uploads import Uploads
 
 log = logging.getLogger(__name__)
@@ -447,6 +448,11 @@ def _add_error_handlers(app: falcon.App, pm: pluggy.PluginManager) -> None:
             call_each(pm, "registry_report_exception", exc=ex, request=req)
         _send_error(resp, err)
 
+    def quota_error(req: falcon.Request, resp: falcon.Response, ex: QuotaExceededError, params: dict) -> None:
+        # A refusal by configuration, not a storage fault: no error line, no report.
+        log.info("quota refused %s %s: %s", req.method, req.path, ex)
+        _send_error(resp, registry_error_for(ex)[0])
+
     def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
         log.exception("unhandled error on %s %s", req.method, req.path)
         call_each(pm, "registry_report_exception", exc=ex, request=req)
@@ -455,6 +461,7 @@ def _add_error_handlers(app: falcon.App, pm: pluggy.PluginManager) -> None:
     # Falcon picks the most specific handler for an exception's type.
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(StorageError, storage_error)
+    app.add_error_handler(QuotaExceededError, quota_error)
     app.add_error_handler(falcon.HTTPError, http_error)
     app.add_error_handler(RegistryError, registry_error)
 
@@ -493,7 +500,7 @@ def create_app(
             on_call(driver=driver_name, operation=operation, seconds=seconds, error=error)
 
         driver = checked(driver, on_call=report)
-    store = Store(driver)
+    store = attach_quotas(Store(driver), config)  # without quota rules: no counter I/O at all
     proxied = proxy_settings(config)
     ctx = Context(
         store=store,
