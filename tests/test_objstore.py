@@ -15,7 +15,10 @@ import pytest
 
 from registry.app import create_app
 from registry.plugins import create_plugin_manager
+from registry.storage import paths
+from registry.storage.checked import checked
 from registry.storage.driver import Capability, ConflictError, PathNotFoundError, StorageError
+from registry.storage.store import Store
 from registry.storage.uploads import Uploads
 from registry.testing.conformance import DriverSuite
 from tests.objstore import MIN_PART, ObjectStore, ObjectStoreDriver, ObjectStoreError
@@ -216,3 +219,51 @@ def test_a_put_whose_commit_finds_the_upload_changed_gets_416(client, store, mon
     d = _digest(b"first|late|")
     assert client.simulate_put(location, params={"digest": d}).status_code == 201
     assert _pulled(client, "conflict3/repo", d) == b"first|late|"
+
+
+# -- the catalog, paged ---------------------------------------------------------------------------
+
+#: Names whose key order differs from their name order (``a/`` after ``a-b``), nested repositories,
+#: a namespace that is no repository, digits before ``_`` and an upload that is no repository yet.
+CATALOG = ["a", "a/b", "a/b/c", "a-b", "a.b", "a0", "a_b", "ab", "app", "app-1", "app-1/x", "app-2", "app.x",
+           "ns/one", "ns/two", "ns/two/deep", "0", "0/1", "9-z", "z"]
+
+
+def _make_repos(driver: ObjectStoreDriver, names: list[str]) -> None:
+    for name in names:
+        driver.put_content(f"{paths.manifests_dir(name)}/tags/latest/current/link", b"sha256:" + b"0" * 64)
+    driver.put_content(f"{paths.REPOSITORIES}/only-an-upload/_uploads/u/startedat", b"x")
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["list_page", "whole-listings"])
+def test_catalog_pages_in_path_order_from_any_last(paged: bool) -> None:
+    driver = ObjectStoreDriver()
+    if not paged:
+        driver.capabilities = Capability.SERVER_COPY  # the same store, listed whole
+    _make_repos(driver, CATALOG)
+    store = Store(checked(driver))
+    order = sorted(CATALOG, key=lambda n: n.split("/"))
+    assert list(store.repositories()) == order
+    # Present or not, and what a client may send that names nothing: an empty component, capitals,
+    # characters outside the path alphabet, a dot component, a component too long to be a name.
+    lasts = [*order, "a/", "a//b", "a-", "app-1/w", "app-10", "A", "~", "a~", "app-\u00e9", "..", "ns/..", "zz",
+             "a" * 300, "ns/" + "t" * 300, "_", "ns/_x"]
+    for last in lasts:
+        after = tuple(last.split("/"))
+        expected = [n for n in order if tuple(n.split("/")) > after]
+        for limit in (1, 2, 5, 100):
+            assert list(store.repositories(last=last, limit=limit)) == expected[:limit], (last, limit)
+
+
+def test_a_middle_catalog_page_lists_only_its_own_part_of_a_flat_tree() -> None:
+    object_store = ObjectStore()
+    driver = ObjectStoreDriver(object_store)
+    names = [f"repo-{i:05d}" for i in range(2000)]
+    _make_repos(driver, names)
+    store = Store(checked(driver))
+    before = object_store.stats["list"]
+    assert list(store.repositories(last=names[1000], limit=10)) == names[1001:1011]
+    # One listing of the level from `last` on, one probe (is `repo` a directory sorting before
+    # `repo-...`?), one listing of `last`'s own directory and one per repository shown: ~14, where
+    # whole listings would read all 2,000 names of the level.
+    assert object_store.stats["list"] - before <= 16
