@@ -45,6 +45,7 @@ from registry.storage.driver import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    WriterBase,
 )
 from registry.storage.paging import delimited_page
 
@@ -316,13 +317,7 @@ def _tail(path: str) -> str:
     return f"{path}{_OWN}tail"
 
 
-class _Writer(FileWriter):
-    _ended = ""
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
-
+class _Writer(WriterBase):
     def __init__(self, driver: ObjectStoreDriver, path: str) -> None:
         self._driver, self._store, self._path = driver, driver.store, path
         self._buffer = bytearray()
@@ -357,33 +352,16 @@ class _FreshWriter(_Writer):
         self._store.upload_parts(self._upload, None, [part])
         self._stored += len(part)
 
-    def commit(self) -> None:
-        self._check_open()
-        self._ended = "closed"
-        try:
-            if self._upload is None:
-                self._store.put(self._path, bytes(self._buffer))
-            else:
-                self._store.upload_parts(self._upload, None, [bytes(self._buffer)] if self._buffer else [])
-                self._store.complete(self._upload)
-        except BaseException:
-            self._abort()
-            raise
-        self._ended = "committed"
+    def _finish(self) -> None:
+        if self._upload is None:
+            self._store.put(self._path, bytes(self._buffer))
+        else:
+            self._store.upload_parts(self._upload, None, [bytes(self._buffer)] if self._buffer else [])
+            self._store.complete(self._upload)
 
-    def _abort(self) -> None:
+    def _discard(self) -> None:
         if self._upload is not None:
             self._store.abort(self._upload)
-
-    def cancel(self) -> None:
-        if not self._ended:
-            self._ended = "cancelled"
-            self._abort()
-
-    def close(self) -> None:
-        if not self._ended:
-            self._ended = "closed"
-            self._abort()
 
 
 class _AppendWriter(_Writer):

@@ -195,6 +195,54 @@ class FileWriter(abc.ABC):
         self.close()
 
 
+class WriterBase(FileWriter):
+    """The bookkeeping of a writer's end, for drivers to build their writers on (optional).
+
+    ``_ended`` is ``""`` while the writer is open, then why it is spent: ``"closed"``,
+    ``"cancelled"`` or ``"committed"``; :meth:`_check_open` refuses use after the end with the
+    contract's :class:`StorageError`. A fresh writer implements :meth:`_finish` (make the content
+    appear at ``_path``) and :meth:`_discard` (drop what it wrote) and gets the contract's
+    :meth:`commit`, :meth:`cancel` and :meth:`close`: the writer is spent while ``_finish`` runs, so
+    a failed commit discards and leaves nothing to retry, and the first of cancel or close
+    discards, later ones do nothing. An appending writer, whose close keeps what it wrote,
+    overrides all three and uses :meth:`_check_open` and ``_ended``.
+    """
+
+    _ended: str = ""
+    _path: str = ""
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise StorageError(f"writer already {self._ended}", path=self._path)
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        self._check_open()
+        self._ended = "closed"
+        try:
+            self._finish()
+        except BaseException:
+            self._discard()
+            raise
+        self._ended = "committed"
+
+    def cancel(self) -> None:
+        self._end("cancelled")
+
+    def close(self) -> None:
+        self._end("closed")
+
+    def _end(self, how: str) -> None:
+        if not self._ended:
+            self._ended = how
+            self._discard()
+
+
 class StorageDriver(abc.ABC):
     """The operations a storage backend provides. ``name`` is the config key that selects it."""
 

@@ -43,6 +43,7 @@ from registry.storage.driver import (
     StorageError,
     StorageThrottledError,
     StorageUnavailableError,
+    WriterBase,
 )
 from registry.storage.paging import delimited_page
 
@@ -374,8 +375,7 @@ class S3Driver(StorageDriver):
 # -- writers ---------------------------------------------------------------------------------------
 
 
-class _Writer(FileWriter):
-    _ended = ""
+class _Writer(WriterBase):
 
     def __init__(self, driver: S3Driver, path: str) -> None:
         self._driver, self._path, self._key = driver, path, driver.key(path)
@@ -383,10 +383,6 @@ class _Writer(FileWriter):
         self._stored = 0  # bytes in parts (resumed and sent)
         self._upload_id: str | None = None
         self._sent: list[tuple[int, str, int]] = []  # parts this writer sent: (number, etag, size)
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
 
     @property
     def size(self) -> int:
@@ -441,38 +437,21 @@ class _FreshWriter(_Writer):
             self._upload_id = self._driver.call(
                 "create_multipart_upload", self._path, Key=self._key, **self._driver.put_args)["UploadId"]
 
-    def commit(self) -> None:
-        self._check_open()
-        self._ended = "closed"
-        try:
-            if self._upload_id is None:
-                self._driver.put_content(self._path, bytes(self._buffer))
-            else:
-                if self._buffer:
-                    self._send(self._buffer)
-                    self._buffer.clear()
-                self._complete(self._sent)
-        except BaseException:
-            self._abort()
-            raise
-        self._ended = "committed"
+    def _finish(self) -> None:
+        if self._upload_id is None:
+            self._driver.put_content(self._path, bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._send(self._buffer)
+                self._buffer.clear()
+            self._complete(self._sent)
 
-    def _abort(self) -> None:
+    def _discard(self) -> None:
         if self._upload_id is not None:
             with contextlib.suppress(StorageError):
                 self._driver._abort(self._key, self._upload_id, self._path)
             self._upload_id = None
         self._buffer.clear()
-
-    def cancel(self) -> None:
-        if not self._ended:
-            self._ended = "cancelled"
-            self._abort()
-
-    def close(self) -> None:
-        if not self._ended:
-            self._ended = "closed"
-            self._abort()
 
 
 class _AppendWriter(_Writer):
