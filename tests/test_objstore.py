@@ -267,3 +267,25 @@ def test_a_middle_catalog_page_lists_only_its_own_part_of_a_flat_tree() -> None:
     # `repo-...`?), one listing of `last`'s own directory and one per repository shown: ~14, where
     # whole listings would read all 2,000 names of the level.
     assert object_store.stats["list"] - before <= 16
+
+
+def test_tag_pages_from_any_last(store: ObjectStore, client: falcon.testing.TestClient) -> None:
+    driver = ObjectStoreDriver(store)
+    tags = sorted(["1.0", "1.0-rc1", "1.0.1", "10", "latest", "v1", "v1-alpine", "v1.2", "V1", "_x", "v1_2"])
+    for tag in tags:
+        driver.put_content(f"{paths.tag_dir('lib/app', tag)}/current/link", b"sha256:" + b"0" * 64)
+    before = store.stats["list"]
+    r = client.simulate_get("/v2/lib/app/tags/list", params={"n": "2", "last": "latest"})
+    assert r.json["tags"] == ["v1", "v1-alpine"] and "last=v1-alpine" in r.headers["Link"]
+    assert store.stats["list"] - before <= 3  # one listing from `last` on, and a probe for `v1`
+    for last in [None, *tags, "1", "1.0-", "v1~", "~", "..", "zz", "a" * 300]:
+        expected = [t for t in tags if last is None or t > last]
+        for n in (1, 2, 3, 100):
+            params = {"n": str(n), **({"last": last} if last is not None else {})}
+            r = client.simulate_get("/v2/lib/app/tags/list", params=params)
+            assert r.status_code == 200, r.text
+            assert r.json == {"name": "lib/app", "tags": expected[:n]}, (last, n)
+            assert ("Link" in r.headers) == (len(expected) > n), (last, n)
+    assert client.simulate_get("/v2/lib/app/tags/list").json["tags"] == tags
+    assert client.simulate_get("/v2/lib/app/tags/list", params={"n": "0"}).json["tags"] == []
+    assert client.simulate_get("/v2/lib/none/tags/list", params={"n": "5"}).status_code == 404

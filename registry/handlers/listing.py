@@ -47,18 +47,18 @@ class TagsResource:
         check_name(name)
         n, last = page_params(req)
         self.ctx.authorize(req, pull(name))
+        more = False
         try:
-            tags = self.ctx.store.tags(name)
+            if n:  # a page: read only as much of the tags as it shows (see Store.tags_page)
+                page, more = self.ctx.store.tags_page(name, last or None, n)
+            else:
+                page = [t for t in self.ctx.store.tags(name) if not last or t > last][:n]
         except PathNotFoundError:
             if not self.ctx.store.repository_exists(name):
                 raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name}) from None
-            tags = []
-        if last:
-            tags = [t for t in tags if t > last]
-        limit = n if n is not None else None
-        page = tags if limit is None else tags[:limit]
-        if limit is not None and len(tags) > limit and page:
-            resp.append_header("Link", next_link(url(req, f"/v2/{name}/tags/list"), page[-1], limit))
+            page = []
+        if more and page:
+            resp.append_header("Link", next_link(url(req, f"/v2/{name}/tags/list"), page[-1], n))
         resp.content_type = "application/json"
         resp.data = json.dumps({"name": name, "tags": page}).encode()
 

@@ -192,6 +192,20 @@ class Store:
         """Sorted tag names; raises :class:`PathNotFoundError` when the repository has none."""
         return sorted(p.rsplit("/", 1)[1] for p in self.driver.list(paths.tags_dir(name)))
 
+    def tags_page(self, name: str, last: str | None, limit: int) -> tuple[list[str], bool]:
+        """At most ``limit`` (at least 1) sorted tag names after ``last``, and whether more follow;
+        raises :class:`PathNotFoundError` when the repository has no tags. A page a time from a
+        driver with :attr:`Capability.PAGED_LIST`, however many tags there are."""
+        bound = _listing_bound(last) if last else ""
+        page: list[str] = []
+        for tag in self._children(paths.tags_dir(name), bound or None, limit + 1):
+            if last and tag <= last:
+                continue  # a bound cut short from an odd `last`
+            if len(page) == limit:
+                return page, True
+            page.append(tag)
+        return page, False
+
     # -- referrers -------------------------------------------------------------------------------
 
     def add_referrer(self, name: str, subject: Digest, referrer: Digest) -> None:
