@@ -19,6 +19,8 @@ from registry.app import create_app
 from registry.plugins import create_plugin_manager
 from registry.storage.driver import Capability
 
+pytestmark = pytest.mark.slow
+
 REPOSITORIES = 2000
 NAMES = sorted(f"repo-{i:05d}" for i in range(REPOSITORIES))
 ROOT = "r"
