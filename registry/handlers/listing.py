@@ -47,12 +47,17 @@ class TagsResource:
         check_name(name)
         n, last = page_params(req)
         self.ctx.authorize(req, pull(name))
+        upstream = self.ctx.proxy.client_for(name) if self.ctx.proxy is not None else None
+        # A proxied repository lists the upstream's tags, and its cached ones when the upstream cannot.
+        proxied = self.ctx.proxy.tags(upstream, name) if upstream is not None else None  # type: ignore[union-attr]
         more = False
         try:
-            if n:  # a page: read only as much of the tags as it shows (see Store.tags_page)
+            if proxied is None and n:  # a page: read only as much of the tags as it shows (Store.tags_page)
                 page, more = self.ctx.store.tags_page(name, last or None, n)
             else:
-                page = [t for t in self.ctx.store.tags(name) if not last or t > last][:n]
+                listed = proxied if proxied is not None else self.ctx.store.tags(name)
+                tags = [t for t in listed if not last or t > last]
+                page, more = tags[:n], n is not None and len(tags) > n
         except PathNotFoundError:
             if not self.ctx.store.repository_exists(name):
                 raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name}) from None
