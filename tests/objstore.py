@@ -31,7 +31,7 @@ import datetime
 import io
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from registry import hookimpl
@@ -45,7 +45,9 @@ from registry.storage.driver import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    WriterBase,
 )
+from registry.storage.paging import delimited_page
 
 MiB = 1 << 20
 #: S3's smallest part, except the last of an upload.
@@ -112,6 +114,26 @@ class ObjectStore:
         with self.lock:
             self.stats["list"] += 1
             return sorted(k for k in self.objects if k.startswith(prefix))
+
+    def list_delimited(self, prefix: str, start_after: str, max_keys: int) -> tuple[list[str], bool]:
+        """``ListObjectsV2`` with delimiter ``/``: the entries under ``prefix`` (``name/`` for a common
+        prefix) with keys after ``start_after``, in key order, at most ``max_keys``; and whether more
+        follow. Every key starting with a returned common prefix counts as read (S3's continuation)."""
+        with self.lock:
+            self.stats["list"] += 1
+            keys = sorted(k for k in self.objects if k.startswith(prefix) and k > start_after)
+        entries: list[str] = []
+        for key in keys:
+            rest = key[len(prefix):]
+            entry = rest.split("/", 1)[0] + "/" if "/" in rest else rest
+            if entries and entries[-1] == entry:
+                continue
+            if prefix + entry <= start_after:
+                continue  # a common prefix that start_after points inside: already returned
+            if len(entries) == max_keys:
+                return entries, True
+            entries.append(entry)
+        return entries, False
 
     def copy(self, source: str, dest: str) -> None:
         """A server-side copy: one request up to the single-copy limit, a multipart copy above."""
@@ -197,7 +219,7 @@ class ObjectStoreDriver(StorageDriver):
     """
 
     name = "objstore"
-    capabilities = Capability.SERVER_COPY
+    capabilities = Capability.SERVER_COPY | Capability.PAGED_LIST
 
     def __init__(self, store: ObjectStore | None = None, part_size: int = MIN_PART) -> None:
         self.store = store or ObjectStore()
@@ -227,6 +249,28 @@ class ObjectStoreDriver(StorageDriver):
         if not children and path != "/":
             raise PathNotFoundError(path=path)
         return children
+
+    def list_page(self, path: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """As an S3 driver pages: delimited listings in key order from ``after``, then
+        :func:`delimited_page`'s fix-up to name order."""
+        prefix = "/" if path == "/" else path + "/"
+        names, more, any_entry = delimited_page(
+            self._entries(prefix, prefix + after if after else "", limit + 2),
+            lambda name: bool(self.store.list_delimited(prefix + name + "/", "", 1)[0]),
+            after, limit, keep=lambda name: _OWN not in name,
+        )
+        if not any_entry and path != "/" and (after is None or not self.store.list_delimited(prefix, "", 1)[0]):
+            raise PathNotFoundError(path=path)
+        return names, more
+
+    def _entries(self, prefix: str, start_after: str, max_keys: int) -> Iterator[str]:
+        while True:
+            entries, truncated = self.store.list_delimited(prefix, start_after, max_keys)
+            yield from entries
+            if not truncated or not entries:
+                return
+            # Past the last entry, and everything below it when it is a common prefix.
+            start_after = prefix + entries[-1] + ("\U0010ffff" if entries[-1].endswith("/") else "")
 
     def _children(self, path: str) -> list[str]:
         prefix = "/" if path == "/" else path + "/"
@@ -273,13 +317,7 @@ def _tail(path: str) -> str:
     return f"{path}{_OWN}tail"
 
 
-class _Writer(FileWriter):
-    _ended = ""
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
-
+class _Writer(WriterBase):
     def __init__(self, driver: ObjectStoreDriver, path: str) -> None:
         self._driver, self._store, self._path = driver, driver.store, path
         self._buffer = bytearray()
@@ -314,33 +352,16 @@ class _FreshWriter(_Writer):
         self._store.upload_parts(self._upload, None, [part])
         self._stored += len(part)
 
-    def commit(self) -> None:
-        self._check_open()
-        self._ended = "closed"
-        try:
-            if self._upload is None:
-                self._store.put(self._path, bytes(self._buffer))
-            else:
-                self._store.upload_parts(self._upload, None, [bytes(self._buffer)] if self._buffer else [])
-                self._store.complete(self._upload)
-        except BaseException:
-            self._abort()
-            raise
-        self._ended = "committed"
+    def _finish(self) -> None:
+        if self._upload is None:
+            self._store.put(self._path, bytes(self._buffer))
+        else:
+            self._store.upload_parts(self._upload, None, [bytes(self._buffer)] if self._buffer else [])
+            self._store.complete(self._upload)
 
-    def _abort(self) -> None:
+    def _discard(self) -> None:
         if self._upload is not None:
             self._store.abort(self._upload)
-
-    def cancel(self) -> None:
-        if not self._ended:
-            self._ended = "cancelled"
-            self._abort()
-
-    def close(self) -> None:
-        if not self._ended:
-            self._ended = "closed"
-            self._abort()
 
 
 class _AppendWriter(_Writer):

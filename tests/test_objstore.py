@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 
 import falcon.testing
 import pytest
 
 from registry.app import create_app
 from registry.plugins import create_plugin_manager
+from registry.storage import paths
+from registry.storage.checked import checked
 from registry.storage.driver import Capability, ConflictError, PathNotFoundError, StorageError
+from registry.storage.paging import delimited_page
+from registry.storage.store import Store
 from registry.storage.uploads import Uploads
 from registry.testing.conformance import DriverSuite
 from tests.objstore import MIN_PART, ObjectStore, ObjectStoreDriver, ObjectStoreError
@@ -216,3 +221,97 @@ def test_a_put_whose_commit_finds_the_upload_changed_gets_416(client, store, mon
     d = _digest(b"first|late|")
     assert client.simulate_put(location, params={"digest": d}).status_code == 201
     assert _pulled(client, "conflict3/repo", d) == b"first|late|"
+
+
+# -- the catalog, paged ---------------------------------------------------------------------------
+
+#: Names whose key order differs from their name order (``a/`` after ``a-b``), nested repositories,
+#: a namespace that is no repository, digits before ``_`` and an upload that is no repository yet.
+CATALOG = ["a", "a/b", "a/b/c", "a-b", "a.b", "a0", "a_b", "ab", "app", "app-1", "app-1/x", "app-2", "app.x",
+           "ns/one", "ns/two", "ns/two/deep", "0", "0/1", "9-z", "z"]
+
+
+def _make_repos(driver: ObjectStoreDriver, names: list[str]) -> None:
+    for name in names:
+        driver.put_content(f"{paths.manifests_dir(name)}/tags/latest/current/link", b"sha256:" + b"0" * 64)
+    driver.put_content(f"{paths.REPOSITORIES}/only-an-upload/_uploads/u/startedat", b"x")
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["list_page", "whole-listings"])
+def test_catalog_pages_in_path_order_from_any_last(paged: bool) -> None:
+    driver = ObjectStoreDriver()
+    if not paged:
+        driver.capabilities = Capability.SERVER_COPY  # the same store, listed whole
+    _make_repos(driver, CATALOG)
+    store = Store(checked(driver))
+    order = sorted(CATALOG, key=lambda n: n.split("/"))
+    assert list(store.repositories()) == order
+    # Present or not, and what a client may send that names nothing: an empty component, capitals,
+    # characters outside the path alphabet, a dot component, a component too long to be a name.
+    lasts = [*order, "a/", "a//b", "a-", "app-1/w", "app-10", "A", "~", "a~", "app-\u00e9", "..", "ns/..", "zz",
+             "a" * 300, "ns/" + "t" * 300, "_", "ns/_x"]
+    for last in lasts:
+        after = tuple(last.split("/"))
+        expected = [n for n in order if tuple(n.split("/")) > after]
+        for limit in (1, 2, 5, 100):
+            assert list(store.repositories(last=last, limit=limit)) == expected[:limit], (last, limit)
+
+
+def test_a_middle_catalog_page_lists_only_its_own_part_of_a_flat_tree() -> None:
+    object_store = ObjectStore()
+    driver = ObjectStoreDriver(object_store)
+    names = [f"repo-{i:05d}" for i in range(2000)]
+    _make_repos(driver, names)
+    store = Store(checked(driver))
+    before = object_store.stats["list"]
+    assert list(store.repositories(last=names[1000], limit=10)) == names[1001:1011]
+    # One listing of the level from `last` on, one probe (is `repo` a directory sorting before
+    # `repo-...`?), one listing of `last`'s own directory and one per repository shown: ~14, where
+    # whole listings would read all 2,000 names of the level.
+    assert object_store.stats["list"] - before <= 16
+
+
+def test_tag_pages_from_any_last(store: ObjectStore, client: falcon.testing.TestClient) -> None:
+    driver = ObjectStoreDriver(store)
+    tags = sorted(["1.0", "1.0-rc1", "1.0.1", "10", "latest", "v1", "v1-alpine", "v1.2", "V1", "_x", "v1_2"])
+    for tag in tags:
+        driver.put_content(f"{paths.tag_dir('lib/app', tag)}/current/link", b"sha256:" + b"0" * 64)
+    before = store.stats["list"]
+    r = client.simulate_get("/v2/lib/app/tags/list", params={"n": "2", "last": "latest"})
+    assert r.json["tags"] == ["v1", "v1-alpine"] and "last=v1-alpine" in r.headers["Link"]
+    assert store.stats["list"] - before <= 3  # one listing from `last` on, and a probe for `v1`
+    for last in [None, *tags, "1", "1.0-", "v1~", "~", "..", "zz", "a" * 300]:
+        expected = [t for t in tags if last is None or t > last]
+        for n in (1, 2, 3, 100):
+            params = {"n": str(n), **({"last": last} if last is not None else {})}
+            r = client.simulate_get("/v2/lib/app/tags/list", params=params)
+            assert r.status_code == 200, r.text
+            assert r.json == {"name": "lib/app", "tags": expected[:n]}, (last, n)
+            assert ("Link" in r.headers) == (len(expected) > n), (last, n)
+    assert client.simulate_get("/v2/lib/app/tags/list").json["tags"] == tags
+    assert client.simulate_get("/v2/lib/app/tags/list", params={"n": "0"}).json["tags"] == []
+    assert client.simulate_get("/v2/lib/none/tags/list", params={"n": "5"}).status_code == 404
+
+
+def test_delimited_page_matches_name_order_on_random_directories() -> None:
+    """Random directories over the characters where key order and name order part (``-`` and ``.``
+    sort before ``/``): every page from every `after`, against sorting the names; reading stops one
+    name past the page, and the checks for names listed out of place stay under one per ``-``/``.``."""
+    rng = random.Random(11)
+    for _ in range(300):
+        names = sorted({"".join(rng.choice("a-.0_") for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 12))})
+        dirs = {n for n in names if rng.random() < 0.6}
+        keys = sorted(n + "/" if n in dirs else n for n in names)
+        for after in [None, *names, "-", "a", "a-", "a/", "zz"]:
+            start = [k for k in keys if after is None or k > after]
+            expected = [n for n in names if after is None or n > after]
+            for limit in (1, 2, 3, 20):
+                checks: list[str] = []
+
+                def is_dir(name: str, checks: list[str] = checks) -> bool:
+                    checks.append(name)
+                    return name in dirs
+
+                page, more, _ = delimited_page(iter(start), is_dir, after, limit)
+                assert (page, more) == (expected[:limit], len(expected) > limit), (names, dirs, after, limit)
+                assert len(checks) <= 4, checks

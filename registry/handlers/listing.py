@@ -50,18 +50,20 @@ class TagsResource:
         upstream = self.ctx.proxy.client_for(name) if self.ctx.proxy is not None else None
         # A proxied repository lists the upstream's tags, and its cached ones when the upstream cannot.
         proxied = self.ctx.proxy.tags(upstream, name) if upstream is not None else None  # type: ignore[union-attr]
+        more = False
         try:
-            tags = proxied if proxied is not None else self.ctx.store.tags(name)
+            if proxied is None and n:  # a page: read only as much of the tags as it shows (Store.tags_page)
+                page, more = self.ctx.store.tags_page(name, last or None, n)
+            else:
+                listed = proxied if proxied is not None else self.ctx.store.tags(name)
+                tags = [t for t in listed if not last or t > last]
+                page, more = tags[:n], n is not None and len(tags) > n
         except PathNotFoundError:
             if not self.ctx.store.repository_exists(name):
                 raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name}) from None
-            tags = []
-        if last:
-            tags = [t for t in tags if t > last]
-        limit = n if n is not None else None
-        page = tags if limit is None else tags[:limit]
-        if limit is not None and len(tags) > limit and page:
-            resp.append_header("Link", next_link(url(req, f"/v2/{name}/tags/list"), page[-1], limit))
+            page = []
+        if more and page:
+            resp.append_header("Link", next_link(url(req, f"/v2/{name}/tags/list"), page[-1], n))
         resp.content_type = "application/json"
         resp.data = json.dumps({"name": name, "tags": page}).encode()
 

@@ -153,6 +153,18 @@ class CheckedDriver(StorageDriver):
         validate_path(path, root_ok=True)
         return self._call(path, lambda: self.inner.list(path))
 
+    def list_page(self, path: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+        validate_path(path, root_ok=True)
+        if after is not None:
+            # A bound, not a path, but drivers put it in requests (S3's StartAfter): only a component.
+            if not isinstance(after, str) or "/" in after:
+                raise InvalidPathError(f"invalid name to list after: {after!r}", path=path)
+            validate_path("/" + after)
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"list_page limit must be a positive integer, not {limit!r}")
+        names, more = self._call(path, lambda: self.inner.list_page(path, after, limit))
+        return list(names), bool(more)
+
     def move(self, source: str, dest: str) -> None:
         validate_path(source)
         validate_path(dest)
@@ -194,7 +206,7 @@ CallObserver = Callable[[str, str, float, "BaseException | None"], None]
 #: The driver methods :class:`ObservedDriver` times (``walk`` is lazy: there is no one call to time);
 #: a writer's methods are reported as ``writer.write``, ``writer.commit``...
 OBSERVED_OPERATIONS = (
-    "get_content", "put_content", "put_scratch", "reader", "writer", "stat", "list", "move",
+    "get_content", "put_content", "put_scratch", "reader", "writer", "stat", "list", "list_page", "move",
     "move_scratch", "delete", "redirect_url", "close",
 )
 

@@ -18,6 +18,7 @@ after every chunk (never committed), committed once when it is finished, and mov
 from __future__ import annotations
 
 import abc
+import bisect
 import dataclasses
 import datetime
 import enum
@@ -106,6 +107,12 @@ class Capability(enum.Flag):
     SERVER_COPY = enum.auto()
     #: :meth:`StorageDriver.redirect_url` may return URLs (without it the core never asks).
     REDIRECT = enum.auto()
+    #: :meth:`StorageDriver.list_page` is native: a page costs requests in proportion to the page,
+    #: not to the directory (S3's ``ListObjectsV2`` with ``StartAfter`` and ``MaxKeys``). The core
+    #: then pages through directories (the catalog) instead of listing them whole. Without it the
+    #: core lists a directory whole with :meth:`StorageDriver.list`, and keeps large listings of
+    #: directories that have a modification time (a file system) to answer the next page from.
+    PAGED_LIST = enum.auto()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +195,54 @@ class FileWriter(abc.ABC):
         self.close()
 
 
+class WriterBase(FileWriter):
+    """The bookkeeping of a writer's end, for drivers to build their writers on (optional).
+
+    ``_ended`` is ``""`` while the writer is open, then why it is spent: ``"closed"``,
+    ``"cancelled"`` or ``"committed"``; :meth:`_check_open` refuses use after the end with the
+    contract's :class:`StorageError`. A fresh writer implements :meth:`_finish` (make the content
+    appear at ``_path``) and :meth:`_discard` (drop what it wrote) and gets the contract's
+    :meth:`commit`, :meth:`cancel` and :meth:`close`: the writer is spent while ``_finish`` runs, so
+    a failed commit discards and leaves nothing to retry, and the first of cancel or close
+    discards, later ones do nothing. An appending writer, whose close keeps what it wrote,
+    overrides all three and uses :meth:`_check_open` and ``_ended``.
+    """
+
+    _ended: str = ""
+    _path: str = ""
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise StorageError(f"writer already {self._ended}", path=self._path)
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        self._check_open()
+        self._ended = "closed"
+        try:
+            self._finish()
+        except BaseException:
+            self._discard()
+            raise
+        self._ended = "committed"
+
+    def cancel(self) -> None:
+        self._end("cancelled")
+
+    def close(self) -> None:
+        self._end("closed")
+
+    def _end(self, how: str) -> None:
+        if not self._ended:
+            self._ended = how
+            self._discard()
+
+
 class StorageDriver(abc.ABC):
     """The operations a storage backend provides. ``name`` is the config key that selects it."""
 
@@ -240,6 +295,29 @@ class StorageDriver(abc.ABC):
         ``list("/")`` on an empty driver returns ``[]``; any other missing directory raises
         :class:`PathNotFoundError`.
         """
+
+    def list_page(self, path: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """One page of the children of directory ``path``: their *names* (the last path component,
+        not full paths), in lexical order, only those strictly after ``after`` (``None``: from the
+        first), at most ``limit`` (at least 1) of them; and whether more names follow the page.
+
+        A missing directory raises :class:`PathNotFoundError` as :meth:`list` does (``"/"`` never
+        does), also when ``after`` is past every name; a directory with nothing after ``after``
+        gives ``([], False)``. ``after`` is a valid path component (the core checks it) that need
+        not exist; it is only a bound, never a path to open. Lexical order is code point order,
+        which for the path alphabet is byte order: ``a`` < ``a-b`` < ``a.b`` < ``a0`` < ``a_b``.
+        To get the next page, pass the last name of this one as ``after``.
+
+        The default lists the whole directory with :meth:`list` and slices it, which is correct for
+        every driver but costs a whole listing per page; a driver that can start a listing at a
+        name and stop it after ``limit`` entries overrides it and declares
+        :attr:`Capability.PAGED_LIST`.
+        """
+        cut = 1 if path == "/" else len(path) + 1
+        names = [child[cut:] for child in self.list(path)]
+        names.sort()
+        start = 0 if after is None else bisect.bisect_right(names, after)
+        return names[start:start + limit], start + limit < len(names)
 
     @abc.abstractmethod
     def move(self, source: str, dest: str) -> None:

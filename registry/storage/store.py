@@ -9,7 +9,9 @@ from __future__ import annotations
 import bisect
 import datetime
 import functools
-from collections.abc import Iterator
+import itertools
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 from registry.digests import Digest, parse_digest
@@ -239,6 +241,20 @@ class Store:
         """Sorted tag names; raises :class:`PathNotFoundError` when the repository has none."""
         return sorted(p.rsplit("/", 1)[1] for p in self.driver.list(paths.tags_dir(name)))
 
+    def tags_page(self, name: str, last: str | None, limit: int) -> tuple[list[str], bool]:
+        """At most ``limit`` (at least 1) sorted tag names after ``last``, and whether more follow;
+        raises :class:`PathNotFoundError` when the repository has no tags. A page a time from a
+        driver with :attr:`Capability.PAGED_LIST`, however many tags there are."""
+        bound = _listing_bound(last) if last else ""
+        page: list[str] = []
+        for tag in self._children(paths.tags_dir(name), bound or None, limit + 1):
+            if last and tag <= last:
+                continue  # a bound cut short from an odd `last`
+            if len(page) == limit:
+                return page, True
+            page.append(tag)
+        return page, False
+
     # -- referrers -------------------------------------------------------------------------------
 
     def add_referrer(self, name: str, subject: Digest, referrer: Digest) -> None:
@@ -266,12 +282,20 @@ class Store:
     def repositories(self, last: str | None = None, limit: int | None = None) -> Iterator[str]:
         """Repository names in path order (component by component), after ``last``.
 
-        Walks the tree in sorted order and skips whole subtrees that sort before ``last``, so a page
-        costs only the directories it shows, however many repositories there are. Path order, not
-        plain string order, is what a depth-first walk yields (``a``, ``a/b``, ``a-b``).
+        Walks the tree in sorted order and never lists what sorts before ``last``: it descends along
+        ``last``'s components, then lists only the siblings after each of them, so a page costs the
+        directories it shows, however many repositories there are. On a driver with
+        :attr:`Capability.PAGED_LIST` each directory is read a page at a time (a flat bucket of
+        100,000 repositories costs a page of listing, not the whole level); otherwise each directory
+        is listed whole (large ones cached, see :class:`ListCache`). Path order, not plain string
+        order, is what a depth-first walk yields (``a``, ``a/b``, ``a-b``).
         """
         after = tuple(last.split("/")) if last else None
-        for count, repo in enumerate(self._walk_repos(paths.REPOSITORIES, (), after)):
+        # Enough names per listing call for the page (each child holds at least one repository,
+        # unless it is only an unfinished upload), and enough to see a leaf repository's _layers,
+        # _manifests and _uploads in one call.
+        size = _MAX_LISTING if limit is None else min(max(limit + 1, 8), _MAX_LISTING)
+        for count, repo in enumerate(self._walk_repos(paths.REPOSITORIES, (), after, size)):
             if limit is not None and count >= limit:
                 return
             yield "/".join(repo)
@@ -282,29 +306,89 @@ class Store:
         # each other's changes at once.
         return ListCache(self.driver)
 
+    def _children(self, path: str, after: str | None, size: int) -> Iterator[str]:
+        """Child names of ``path`` after ``after``, in order; the first page is read at once, so a
+        missing directory raises :class:`PathNotFoundError` here."""
+        if Capability.PAGED_LIST not in self.driver.capabilities:
+            names = self._listings.names(path)  # one listing, whatever the page size
+            start = 0 if after is None else bisect.bisect_right(names, after)
+            return itertools.islice(names, start, None)
+        names, more = self.driver.list_page(path, after, size)
+
+        def rest(names: Sequence[str], more: bool) -> Iterator[str]:
+            while True:
+                yield from names
+                if not more or not names:
+                    return
+                names, more = self.driver.list_page(path, names[-1], size)
+
+        return rest(names, more)
+
     def _walk_repos(
-        self, path: str, prefix: tuple[str, ...], after: tuple[str, ...] | None
+        self, path: str, prefix: tuple[str, ...], after: tuple[str, ...] | None, size: int
     ) -> Iterator[tuple[str, ...]]:
+        depth = len(prefix)
+        if after is not None and len(after) > depth and after[:depth] == prefix:
+            # On the way to `after`: this directory and every child before after's next component
+            # sort before it. Descend into that component, then list only the siblings after it.
+            yield from self._resume(path, prefix, after, size)
+            return
+        # Everything here sorts after `after`, but this directory itself when it is `after`.
         try:
-            names = self._listings.names(path)
+            children = self._children(path, None, size)
+            first = list(itertools.islice(children, size))
         except PathNotFoundError:
             return
+        if prefix and prefix != after and self._is_repository(path, first, size):
+            yield prefix
+        for name in itertools.chain(first, children):
+            if not name.startswith("_"):
+                yield from self._walk_repos(f"{path}/{name}", prefix + (name,), after, size)
+
+    def _resume(
+        self, path: str, prefix: tuple[str, ...], after: tuple[str, ...], size: int
+    ) -> Iterator[tuple[str, ...]]:
+        target = after[len(prefix)]
+        bound = _listing_bound(target)
+        if bound and bound == target and not target.startswith("_"):
+            yield from self._walk_repos(f"{path}/{target}", prefix + (target,), after, size)
+        try:
+            siblings = self._children(path, bound or None, size)
+        except PathNotFoundError:
+            return
+        for name in siblings:
+            # With a bound cut short from an odd `last`, names up to `target` still come: skip them.
+            if name > target and not name.startswith("_"):
+                yield from self._walk_repos(f"{path}/{name}", prefix + (name,), after, size)
+
+    def _is_repository(self, path: str, first: list[str], size: int) -> bool:
         # A repository directory holds _layers, _manifests or _uploads; name components never
         # start with "_", so the two cannot be confused. Only uploads (a push that failed or never
-        # finished) is not a repository yet, as in Distribution's catalog.
-        is_repo = contains(names, "_layers") or contains(names, "_manifests")
-        if prefix and is_repo and (after is None or prefix > after):
-            yield prefix
-        start, depth = 0, len(prefix)
-        if after is not None and len(after) > depth and after[:depth] == prefix:
-            # Children before after's next component hold only names before `after`: bisect past
-            # them instead of comparing a tuple per child of a 100,000-entry directory. Elsewhere
-            # the walk only enters subtrees that sort wholly after `after`.
-            start = bisect.bisect_left(names, after[depth])
-        for i in range(start, len(names)):
-            n = names[i]
-            if not n.startswith("_"):
-                yield from self._walk_repos(f"{path}/{n}", prefix + (n,), after)
+        # finished) is not a repository yet, as in Distribution's catalog. "_" sorts after digits
+        # and capitals, before small letters: the first page usually shows it.
+        if len(first) < size or first[-1] > "_manifests":
+            return contains(first, "_layers") or contains(first, "_manifests")
+        # Many children sorting before "_" (digits): look right after "_" instead of reading them all.
+        names = list(itertools.islice(self._children(path, "_", 2), 2))
+        return "_layers" in names or "_manifests" in names
+
+
+#: Most names one listing call asks for (S3's MaxKeys limit).
+_MAX_LISTING = 1000
+#: Longest path component the walk passes to a driver as a bound (longer ones cannot name a
+#: repository directory: a whole repository name is at most 255 characters).
+_MAX_COMPONENT = 255
+_COMPONENT = re.compile(r"[A-Za-z0-9._-]*")
+
+
+def _listing_bound(component: str) -> str:
+    """A valid path component ``b`` (or ``""``: from the first) with every name after ``component``
+    also after ``b``: ``component`` itself when it is valid, else its longest valid start, so that
+    anything a client sends as ``last`` is only compared, never put in a request."""
+    bound = _COMPONENT.match(component[:_MAX_COMPONENT]).group()
+    if bound in (".", ".."):
+        return "-"  # the smallest valid component; "." and ".." name no directory
+    return bound
 
 
 @functools.lru_cache(maxsize=4096)

@@ -162,6 +162,10 @@ class _Recorder(StorageDriver):
         self._note("list", path)
         return self.inner.list(path)
 
+    def list_page(self, path: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+        self._note("list_page", path, after, limit)
+        return self.inner.list_page(path, after, limit)
+
     def move(self, source: str, dest: str) -> None:
         self._note("move", source, dest)
         self.inner.move(source, dest)
@@ -574,6 +578,98 @@ class DriverSuite:
             storage.put_content(f"{prefix}/{path}", b"x")
         assert storage.list(f"{prefix}/b") == [f"{prefix}/b/1"]
 
+    # -- list_page -----------------------------------------------------------------------------
+
+    def _page_tree(self, storage: CheckedDriver, prefix: str) -> list[str]:
+        """Names whose key order (``a/`` for a directory) is not their name order, a file among
+        directories, and a nested level; returns the children of ``prefix/d`` in name order."""
+        for path in ("a/1", "a/b/c", "a-b/1", "a.b", "a0/1", "a_b/1", "b", "ab/1"):
+            storage.put_content(f"{prefix}/d/{path}", b"x")
+        return ["a", "a-b", "a.b", "a0", "a_b", "ab", "b"]
+
+    def test_list_page_gives_names_in_lexical_order(self, storage: CheckedDriver, prefix: str) -> None:
+        names = self._page_tree(storage, prefix)
+        assert storage.list_page(f"{prefix}/d", None, 100) == (names, False)
+        assert storage.list_page(f"{prefix}/d", None, len(names)) == (names, False)
+        assert storage.list_page(f"{prefix}/d", None, len(names) - 1) == (names[:-1], True)
+        assert storage.list_page(f"{prefix}/d/a", None, 10) == (["1", "b"], False)  # a nested level
+        assert storage.list_page(f"{prefix}/d/a/b", None, 10) == (["c"], False)
+
+    @pytest.mark.parametrize("limit", [1, 2, 3, 7])
+    def test_list_page_pages_through_a_directory(self, storage: CheckedDriver, prefix: str, limit: int) -> None:
+        names = self._page_tree(storage, prefix)
+        seen: list[str] = []
+        after = None
+        for _ in range(len(names) + 1):
+            page, more = storage.list_page(f"{prefix}/d", after, limit)
+            assert len(page) <= limit and page == sorted(page), page
+            seen += page
+            if not more:
+                break
+            assert len(page) == limit, "a page short of the limit ends the directory"
+            after = page[-1]
+        assert seen == names
+
+    @pytest.mark.parametrize(
+        ("after", "expected"),
+        [
+            pytest.param("a", ["a-b", "a.b", "a0", "a_b", "ab", "b"], id="a-name-that-starts-others"),
+            pytest.param("a-b", ["a.b", "a0", "a_b", "ab", "b"], id="in-the-middle"),
+            pytest.param("a-", ["a-b", "a.b", "a0", "a_b", "ab", "b"], id="absent-between"),
+            pytest.param("a-b-c", ["a.b", "a0", "a_b", "ab", "b"], id="absent-after-a-directory"),
+            pytest.param("a_b", ["ab", "b"], id="after-a-directory"),
+            pytest.param("0", ["a", "a-b", "a.b", "a0", "a_b", "ab", "b"], id="before-all"),
+            pytest.param("b", [], id="the-last"),
+            pytest.param("zz", [], id="past-the-end"),
+        ],
+    )
+    def test_list_page_after(self, storage: CheckedDriver, prefix: str, after: str, expected: list[str]) -> None:
+        self._page_tree(storage, prefix)
+        assert storage.list_page(f"{prefix}/d", after, 100) == (expected, False)
+        if expected:
+            assert storage.list_page(f"{prefix}/d", after, 1) == (expected[:1], len(expected) > 1)
+
+    def test_list_page_a_directory_among_names_it_starts(self, storage: CheckedDriver, prefix: str) -> None:
+        """``app`` sorts before ``app-1``..., though an object store lists ``app/`` after them."""
+        for name in ("app-1", "app-2", "app-3", "app-4", "app.x", "app/1", "apq/1", "ap-p/1"):
+            storage.put_content(f"{prefix}/{name}", b"x")
+        names = ["ap-p", "app", "app-1", "app-2", "app-3", "app-4", "app.x", "apq"]
+        for limit in (1, 2, 3):
+            assert storage.list_page(prefix, "ap-p", limit) == (names[1:1 + limit], True)
+        assert storage.list_page(prefix, None, 2) == (names[:2], True)
+        assert storage.list_page(prefix, "app", 2) == (names[2:4], True)
+        assert storage.list_page(prefix, "app-4", 5) == (names[6:], False)
+
+    def test_list_page_many_children(self, storage: CheckedDriver, prefix: str) -> None:
+        names = sorted(f"{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(45))
+        for name in names:
+            storage.put_content(f"{prefix}/many/{name}", b"x")
+        assert storage.list_page(f"{prefix}/many", None, 1000) == (names, False)
+        assert storage.list_page(f"{prefix}/many", names[20], 10) == (names[21:31], True)
+        assert storage.list_page(f"{prefix}/many", names[39], 10) == (names[40:], False)
+
+    def test_list_page_missing_raises_not_found(self, storage: CheckedDriver, prefix: str) -> None:
+        for after in (None, "a", "zz"):
+            with pytest.raises(PathNotFoundError):
+                storage.list_page(f"{prefix}/missing", after, 10)
+        storage.put_content(f"{prefix}/file", b"x")
+        with pytest.raises(PathNotFoundError):
+            storage.list_page(f"{prefix}/file", None, 10)
+        assert storage.list_page(prefix, "file", 10) == ([], False)  # exists, nothing after
+
+    def test_list_page_root(self, storage: CheckedDriver, prefix: str) -> None:
+        storage.put_content(f"{prefix}/x", b"x")
+        name = prefix[1:]
+        page, _ = storage.list_page("/", name[:-1], 5)
+        assert name in page
+
+    @pytest.mark.parametrize("after", ["a/b", "", "..", "caf\u00e9", "x y"])
+    def test_list_page_refuses_an_after_that_is_no_name(self, driver: StorageDriver, prefix: str, after: str) -> None:
+        recorder = _Recorder(driver)
+        with pytest.raises(InvalidPathError):
+            checked(recorder).list_page(prefix, after, 10)
+        assert recorder.calls == []
+
     # -- walk ----------------------------------------------------------------------------------
 
     def test_walk_deep_tree(self, storage: CheckedDriver, prefix: str) -> None:
@@ -714,6 +810,7 @@ class DriverSuite:
             lambda: storage.writer(bad, append=True),
             lambda: storage.stat(bad),
             lambda: storage.list(bad),
+            lambda: storage.list_page(bad, None, 10),
             lambda: list(storage.walk(bad)),
             lambda: storage.move(bad, good),
             lambda: storage.move(good, bad),

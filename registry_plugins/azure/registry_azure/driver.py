@@ -55,6 +55,7 @@ from registry.storage.driver import (
     StorageError,
     StorageThrottledError,
     StorageUnavailableError,
+    WriterBase,
 )
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,7 @@ class _BlobReader(io.RawIOBase):
         return n
 
 
-class _Writer(FileWriter):
+class _Writer(WriterBase):
     """What both writers share: a buffer staged as blocks of ``block_size``."""
 
     kind = "f"
@@ -390,10 +391,6 @@ class _Writer(FileWriter):
     @property
     def size(self) -> int:
         return self._staged_end + len(self._buffer)
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
 
     def write(self, data: bytes) -> int:
         self._check_open()

@@ -43,6 +43,7 @@ from registry.storage.driver import (
     PathNotFoundError,
     StorageDriver,
     StorageError,
+    WriterBase,
 )
 
 log = logging.getLogger(__name__)
@@ -329,7 +330,7 @@ class FilesystemDriver(StorageDriver):
             log.info("removed %d stale temporary files from %s", removed, self._tmpdir)
 
 
-class _Writer(FileWriter):
+class _Writer(WriterBase):
     """What both writers share: a buffered file, its size, and refusing use after the end."""
 
     _path: str
@@ -337,10 +338,6 @@ class _Writer(FileWriter):
     _size: int
     _ended: str  # why no more writes are allowed: "committed", "cancelled" or "closed"
     _adopted = False  # the content is an adopted file: no more writes
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
 
     def write(self, data: bytes) -> int:
         self._check_open()
@@ -385,27 +382,10 @@ class _FreshWriter(_Writer):
         self._adopted = True
         return True
 
-    def commit(self) -> None:
-        self._check_open()
-        self._ended = "closed"  # if anything below fails the writer is spent and its file removed
-        try:
-            self._flush_to_disk()
-            self._file.close()
-            self._driver._install(self._tmp, self._path)
-        except BaseException:
-            self._discard()
-            raise
-        self._ended = "committed"
-
-    def cancel(self) -> None:
-        if not self._ended:
-            self._ended = "cancelled"
-            self._discard()
-
-    def close(self) -> None:
-        if not self._ended:
-            self._ended = "closed"
-            self._discard()
+    def _finish(self) -> None:
+        self._flush_to_disk()
+        self._file.close()
+        self._driver._install(self._tmp, self._path)
 
     def _discard(self) -> None:
         try:

@@ -43,7 +43,9 @@ from registry.storage.driver import (
     StorageError,
     StorageThrottledError,
     StorageUnavailableError,
+    WriterBase,
 )
+from registry.storage.paging import delimited_page
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class S3Driver(StorageDriver):
     """
 
     name = "s3"
-    capabilities = Capability.SERVER_COPY | Capability.REDIRECT
+    capabilities = Capability.SERVER_COPY | Capability.REDIRECT | Capability.PAGED_LIST
 
     def __init__(
         self,
@@ -206,11 +208,41 @@ class S3Driver(StorageDriver):
         base = "" if path == "/" else path
         return sorted(f"{base}/{name}" for name in children)
 
+    def list_page(self, path: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """``ListObjectsV2`` with ``Delimiter='/'``, ``StartAfter`` at ``after`` and ``MaxKeys`` the
+        page and two: one call per page, and one short check per ``-`` or ``.`` in the last name
+        read when the page ends before the directory does (a directory ``a`` is listed as ``a/``,
+        after ``a-b``: see :mod:`registry.storage.paging`)."""
+        prefix = self._dir_prefix(path)
+        names, more, any_entry = delimited_page(
+            self._entries(prefix, prefix + after if after else "", min(limit + 2, 1000)),
+            lambda name: self._has_keys(prefix + name + "/", path),
+            after, limit, keep=lambda name: OWN not in name,
+        )
+        if not any_entry and path != "/" and (after is None or not self._has_keys(prefix, path)):
+            raise PathNotFoundError(path=path)
+        return names, more
+
+    def _entries(self, prefix: str, start_after: str, max_keys: int) -> Iterator[str]:
+        """A directory's children in key order, ``name/`` for a common prefix, page by page."""
+        for page in self.pages(prefix, delimiter="/", start_after=start_after, max_keys=max_keys):
+            entries = [item["Key"][len(prefix):] for item in page.get("Contents", ())]
+            entries += [common["Prefix"][len(prefix):] for common in page.get("CommonPrefixes", ())]
+            entries.sort()  # two sorted lists, one key order
+            yield from entries
+
+    def _has_keys(self, prefix: str, path: str) -> bool:
+        return bool(self.call("list_objects_v2", path, Prefix=prefix, MaxKeys=1).get("KeyCount", 0))
+
     def pages(
-        self, prefix: str, delimiter: str = "", start_after: str = "", max_pages: int = 1 << 20
+        self, prefix: str, delimiter: str = "", start_after: str = "", max_pages: int = 1 << 20,
+        max_keys: int = 1000,
     ) -> Iterator[dict]:
-        """``ListObjectsV2`` pages under ``prefix`` (1,000 keys or prefixes each), at most ``max_pages``."""
+        """``ListObjectsV2`` pages under ``prefix`` (``max_keys`` keys or prefixes each), at most
+        ``max_pages``."""
         kwargs: dict[str, Any] = {"Prefix": prefix}
+        if max_keys != 1000:
+            kwargs["MaxKeys"] = max_keys
         if delimiter:
             kwargs["Delimiter"] = delimiter
         if start_after:
@@ -343,8 +375,7 @@ class S3Driver(StorageDriver):
 # -- writers ---------------------------------------------------------------------------------------
 
 
-class _Writer(FileWriter):
-    _ended = ""
+class _Writer(WriterBase):
 
     def __init__(self, driver: S3Driver, path: str) -> None:
         self._driver, self._path, self._key = driver, path, driver.key(path)
@@ -352,10 +383,6 @@ class _Writer(FileWriter):
         self._stored = 0  # bytes in parts (resumed and sent)
         self._upload_id: str | None = None
         self._sent: list[tuple[int, str, int]] = []  # parts this writer sent: (number, etag, size)
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StorageError(f"writer already {self._ended}", path=self._path)
 
     @property
     def size(self) -> int:
@@ -410,38 +437,21 @@ class _FreshWriter(_Writer):
             self._upload_id = self._driver.call(
                 "create_multipart_upload", self._path, Key=self._key, **self._driver.put_args)["UploadId"]
 
-    def commit(self) -> None:
-        self._check_open()
-        self._ended = "closed"
-        try:
-            if self._upload_id is None:
-                self._driver.put_content(self._path, bytes(self._buffer))
-            else:
-                if self._buffer:
-                    self._send(self._buffer)
-                    self._buffer.clear()
-                self._complete(self._sent)
-        except BaseException:
-            self._abort()
-            raise
-        self._ended = "committed"
+    def _finish(self) -> None:
+        if self._upload_id is None:
+            self._driver.put_content(self._path, bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._send(self._buffer)
+                self._buffer.clear()
+            self._complete(self._sent)
 
-    def _abort(self) -> None:
+    def _discard(self) -> None:
         if self._upload_id is not None:
             with contextlib.suppress(StorageError):
                 self._driver._abort(self._key, self._upload_id, self._path)
             self._upload_id = None
         self._buffer.clear()
-
-    def cancel(self) -> None:
-        if not self._ended:
-            self._ended = "cancelled"
-            self._abort()
-
-    def close(self) -> None:
-        if not self._ended:
-            self._ended = "closed"
-            self._abort()
 
 
 class _AppendWriter(_Writer):

@@ -58,6 +58,15 @@ class PrefixedDriver(StorageMiddleware):
             raise
         return [self._outer(child) for child in children]
 
+    def list_page(self, path: str, after: str | None, limit: int) -> tuple[list[str], bool]:
+        # Names, not paths: nothing to take off; only the empty tenant's root needs care, as in list.
+        try:
+            return self.inner.list_page(self._inner(path), after, limit)
+        except PathNotFoundError:
+            if path == "/":
+                return [], False
+            raise
+
     def walk(self, path: str) -> Iterator[FileInfo]:
         # The inner driver's walk, not the base class's list + stat: it may have a cheaper one.
         try:
