@@ -163,7 +163,10 @@ class BodyStream:
     def _send_continue(self) -> None:
         channel = self._channel
         if channel is not None and channel.connected:
-            channel.write_soon(_CONTINUE)
+            try:
+                channel.write_soon(_CONTINUE)
+            except Exception:  # noqa: BLE001 - the client is gone (waitress's ClientDisconnected)
+                self.abort("the connection closed")
 
     def _close_channel(self) -> None:
         channel = self._channel
