@@ -27,12 +27,14 @@ import waitress.server
 from waitress import wasyncore
 from waitress.buffers import OverflowableBuffer
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask, WSGITask
 
 from registry.config import drain_timeout, http_addr, http_net, http_prefix, parse_addr
 from registry.handlers.base import API_VERSION_HEADER
 from registry.plugins import options_of
 from registry.spool import spooling_parser, usable_spool_directory
+from registry.streaming import StreamingChannelMixin, StreamingTaskMixin, streaming_parser
 from registry.tls import tls_context, tls_settings
 
 log = logging.getLogger(__name__)
@@ -125,8 +127,9 @@ _TLS_REFUSAL = (
 )
 
 
-class _Task(WSGITask):
-    """waitress's WSGI task, sending a response's header together with the first piece of its body.
+class _Task(StreamingTaskMixin, WSGITask):
+    """waitress's WSGI task, sending a response's header together with the first piece of its body
+    (and dropping what the app left unread of a streamed body: :mod:`registry.streaming`).
 
     waitress sends each write at once (its ``send_bytes`` is 1), so every small response went out as
     two TCP segments, header then body: two ``send`` calls, and two wake-ups of the client. Here the
@@ -141,10 +144,11 @@ class _Task(WSGITask):
         super().write(data)
 
 
-class _Channel(HTTPChannel):
+class _Channel(StreamingChannelMixin, HTTPChannel):
     """waitress's connection, reading at most :data:`SEND_CHUNK` bytes of a response per send,
-    sending a response's header and the start of its body in one segment (:class:`_Task`), and
-    answering waitress's own errors with the OCI error body (:class:`_OCIErrorTask`).
+    sending a response's header and the start of its body in one segment (:class:`_Task`),
+    answering waitress's own errors with the OCI error body (:class:`_OCIErrorTask`), and streaming
+    upload bodies into the app as they arrive (:mod:`registry.streaming`).
 
     waitress reads as much of a response body as the socket's send buffer holds (``SO_SNDBUF``, about
     4 MiB here) into a new string on every attempt to send, then re-reads from the file whatever the
@@ -155,6 +159,7 @@ class _Channel(HTTPChannel):
 
     task_class = _Task
     error_task_class = _OCIErrorTask
+    parser_class = streaming_parser(HTTPRequestParser)
     #: Set by :class:`_Task` for the response header: buffer the next write without sending it.
     hold_next_write = False
 
@@ -312,13 +317,14 @@ class _TLSChannel(_Channel):
 
 
 def _channel_class(app: Callable[..., Any]) -> type[HTTPChannel]:
-    """:class:`_Channel`, spooling large request bodies where the app's storage can adopt them."""
+    """:class:`_Channel`, spooling the large request bodies it does not stream where the app's
+    storage can adopt them."""
     context = getattr(app, "registry_context", None)
     driver = context.store.driver if context is not None else None
     directory = usable_spool_directory(driver.spool_directory() if driver is not None else None)
     if directory is None:
         return _Channel
-    return type("_SpoolingChannel", (_Channel,), {"parser_class": spooling_parser(directory)})
+    return type("_SpoolingChannel", (_Channel,), {"parser_class": streaming_parser(spooling_parser(directory))})
 
 
 class Server:

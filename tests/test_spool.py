@@ -254,12 +254,23 @@ def _serving(tmp_path: Path, driver) -> Iterator[http.client.HTTPConnection]:
         thread.join(10)
 
 
+def _send(conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None,
+          headers: dict[str, str] | None = None) -> None:
+    """A request whose large body goes in chunked transfer coding: the server spools those (it
+    streams bodies of a known length, tests/test_streaming_uploads.py)."""
+    if body is not None and len(body) > 512 * 1024:
+        conn.request(method, url, body=iter([body[:MiB], body[MiB:]]), headers=headers or {},
+                     encode_chunked=True)
+    else:
+        conn.request(method, url, body=body, headers=headers or {})
+
+
 def test_server_adopts_layer_bodies(tmp_path: Path) -> None:
     driver = _Recording(str(tmp_path / "root"))
     with _serving(tmp_path, driver) as conn:
 
         def call(method: str, url: str, body: bytes | None = None, **headers: str) -> http.client.HTTPResponse:
-            conn.request(method, url, body=body, headers=headers)
+            _send(conn, method, url, body, headers)
             resp = conn.getresponse()
             resp.read()
             return resp
@@ -292,7 +303,7 @@ def test_server_answers_a_failed_adoption_with_503_and_stores_nothing_wrong(tmp_
     with _serving(tmp_path, driver) as conn:
 
         def call(method: str, url: str, body: bytes | None = None) -> tuple[http.client.HTTPResponse, bytes]:
-            conn.request(method, url, body=body)
+            _send(conn, method, url, body)
             resp = conn.getresponse()
             return resp, resp.read()
 

@@ -55,9 +55,13 @@ def parse_content_range(header: str) -> tuple[int, int] | None:
 
 def request_body(req: falcon.Request) -> BinaryIO:
     """The body to store: the server's spool file itself when it is one the storage may adopt
-    (:mod:`registry.spool`; it holds exactly the body), else Falcon's length-bounded stream."""
+    (:mod:`registry.spool`; it holds exactly the body), the server's stream of a body still
+    arriving (:mod:`registry.streaming`; it ends with the body, or early if the connection breaks),
+    else Falcon's length-bounded stream."""
     raw = req.env.get("wsgi.input")
-    return raw if isinstance(raw, SpoolFile) else req.bounded_stream
+    if isinstance(raw, SpoolFile) or getattr(raw, "streaming_body", False):
+        return raw
+    return req.bounded_stream
 
 
 @contextlib.contextmanager

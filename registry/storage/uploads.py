@@ -95,6 +95,8 @@ class UploadSizeError(UploadError):
     def __init__(self, received: int, length: int) -> None:
         super().__init__(f"received {received} bytes, Content-Length said {length}")
         self.received, self.length = received, length
+        #: A hasher over the upload up to what was received, when the chunk had one.
+        self.hasher: ResumableSha256 | None = None
 
 
 class DigestMismatchError(UploadError):
@@ -244,6 +246,14 @@ class Uploads:
                 if offset is not None and offset != start:
                     raise UploadOffsetError(offset, start)
                 written, hasher = self._write_chunk(name, upload_id, writer, body, length)
+            except UploadSizeError as exc:
+                # The body ended early (a connection broken mid-body, with streamed bodies): what
+                # arrived is kept, and so is the hash over it, so that the client's resumed chunk
+                # does not make us read it all again.
+                self._close(writer, start)
+                if exc.hasher is not None and exc.received and writer.size == start + exc.received:
+                    self._save_hasher(name, upload_id, exc.hasher, start, writer.size)
+                raise
             except BaseException:
                 writer.close()  # what was written is kept: the upload's size tells the client
                 raise
@@ -268,7 +278,11 @@ class Uploads:
             if adopted is not None:
                 return adopted
         hasher = self._load_hasher(name, upload_id, start)
-        written = _write_body(writer, body, length, hasher)
+        try:
+            written = _write_body(writer, body, length, hasher)
+        except UploadSizeError as exc:
+            exc.hasher = hasher  # it covers exactly what was written (see _chunk)
+            raise
         return written, hasher
 
     def _adopt(

@@ -1,0 +1,318 @@
+"""Upload bodies streamed from the socket into storage instead of spooled first.
+
+waitress reads a whole request body before the application runs, and keeps any body over its
+``inbuf_overflow`` in a temporary file: every byte of a chunk that did not start an upload was
+written twice, once into that spool and once appended to the upload's data. For the requests that
+carry blob bytes (``PATCH`` and ``PUT`` of ``/v2/<name>/blobs/uploads/<id>``, ``POST
+/v2/<name>/blobs/uploads/`` with a body) and a ``Content-Length`` over ``inbuf_overflow``, the
+parser here finishes the request at the end of its header instead: the task starts at once, and its
+``wsgi.input`` is a :class:`BodyStream` that the connection feeds as the bytes arrive.
+
+Threads: waitress's I/O thread reads the socket and feeds the stream (:meth:`BodyStream.feed`); a
+worker thread runs the application, which reads it. At most :data:`BUFFER_BYTES` (plus one socket
+read) wait between the two: past that the connection stops reading the socket (TCP then slows the
+client), and the worker wakes the I/O thread when it has read the buffer down. Memory stays flat
+whatever the body's size.
+
+A connection that breaks (or stalls for ``channel_timeout``) mid-body ends the stream early: the
+application sees a short body (the upload layer keeps what was written, answers ``SIZE_INVALID``,
+and ``GET`` of the upload then reports the bytes kept). An application that answers without reading
+the whole body (an error, say) leaves the rest to be read and dropped by the I/O thread, so the
+connection can go on; a client that waits for ``100 Continue`` gets it at the first read only, and
+otherwise the connection is closed after the answer.
+
+Bodies in chunked transfer coding, and bodies up to ``inbuf_overflow``, are buffered by waitress as
+before. Limits are waitress's: a ``Content-Length`` at or over ``max_request_body_size`` is refused
+with 413 before anything is read.
+
+This is a server module: the storage and handler layers never import it; they recognize a stream by
+its ``streaming_body`` attribute.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+from typing import Any
+
+#: Bytes received and not yet read by the application, at most (one more socket read may land on
+#: top): four 1 MiB reads, so that the I/O thread can run ahead of a worker writing to disk.
+BUFFER_BYTES = 4 << 20
+
+#: A worker that read a full buffer down to this wakes the I/O thread to read the socket again. Each
+#: wake-up (a write to waitress's trigger pipe, a turn of its loop, a hand-over of the GIL) cost ~18%
+#: of the samples of a chunked upload when it came after every read (docs/benchmarks.md); with
+#: this gap the I/O thread reads about 2 MiB per wake-up.
+RESUME_BYTES = BUFFER_BYTES // 2
+
+#: The requests whose bodies are streamed: the blob-carrying upload requests (the app validates the
+#: name and id; anything else matching here is streamed harmlessly and answered by the app).
+_UPLOAD_PATH = re.compile(r"/v2/.+/blobs/uploads/[^/]*\Z")
+_METHODS = frozenset({"PATCH", "PUT", "POST"})
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class BodyStream:
+    """A request body of known length, read by the application while the connection receives it.
+
+    ``read`` blocks until bytes are there, and returns ``b""`` at the end of the body or when the
+    connection broke before it (the caller compares what it got with the ``Content-Length``).
+    """
+
+    #: What the handlers look for: a body that is neither in memory nor in a file.
+    streaming_body = True
+
+    def __init__(self, length: int, timeout: float) -> None:
+        self.length = length
+        self._remaining = length  # bytes still to come from the socket
+        self._timeout = timeout
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._broken = ""  # why the body ended early
+        self._discard = False  # the application is done: drop what still comes
+        self._stalled = False  # the buffer filled up: the I/O thread stopped reading the socket
+        self._channel: Any = None
+        self.expect_continue = False  # the client waits for "100 Continue" before the body
+        self.read_started = False
+
+    # -- the I/O thread ---------------------------------------------------------------------------
+
+    def attach(self, channel: Any) -> None:
+        self._channel = channel
+
+    @property
+    def receiving(self) -> bool:
+        """Whether body bytes are still to come from the socket."""
+        return self._remaining > 0 and not self._broken
+
+    def wants_data(self) -> bool:
+        """Whether the connection should read the socket for this body now (the backpressure)."""
+        return self._discard or not self._stalled
+
+    def feed(self, data: bytes) -> int:
+        """Take the body's part of ``data`` (what the socket gave); returns how many bytes were the
+        body's (the rest is the next request)."""
+        n = min(len(data), self._remaining)
+        if n <= 0:
+            return 0
+        piece = data if n == len(data) else data[:n]
+        with self._cond:
+            self._remaining -= n
+            if not self._discard and not self._broken:
+                self._chunks.append(piece)
+                self._buffered += n
+                if self._buffered >= BUFFER_BYTES:
+                    self._stalled = True
+            self._cond.notify()
+        return n
+
+    def abort(self, reason: str) -> None:
+        """The connection closed or failed: the body ends here."""
+        with self._cond:
+            if self._remaining > 0 and not self._broken:
+                self._broken = reason
+            self._cond.notify_all()
+
+    # -- the worker thread ------------------------------------------------------------------------
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while True:
+                part = self.read(1 << 20)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        if size == 0:
+            return b""
+        if not self.read_started:
+            self.read_started = True
+            if self.expect_continue:
+                self._send_continue()
+        wake = False
+        with self._cond:
+            while not self._chunks:
+                if self._remaining <= 0 or self._broken:
+                    return b""
+                if not self._cond.wait(self._timeout) and not self._chunks:
+                    self._broken = f"no body bytes for {self._timeout:g}s"
+                    self._close_channel()
+                    return b""
+            chunk = self._chunks.popleft()
+            if len(chunk) > size:
+                self._chunks.appendleft(chunk[size:])
+                chunk = chunk[:size]
+            self._buffered -= len(chunk)
+            wake = self._stalled and self._buffered < RESUME_BYTES
+            if wake:
+                self._stalled = False
+        if wake and self._channel is not None:
+            # The I/O thread stopped reading this socket: make it look at readable() again.
+            self._channel.server.pull_trigger()
+        return chunk
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def _send_continue(self) -> None:
+        channel = self._channel
+        if channel is not None and channel.connected:
+            try:
+                channel.write_soon(_CONTINUE)
+            except Exception:  # noqa: BLE001 - the client is gone (waitress's ClientDisconnected)
+                self.abort("the connection closed")
+
+    def _close_channel(self) -> None:
+        channel = self._channel
+        if channel is not None:
+            channel.will_close = True
+            channel.server.pull_trigger()
+
+    def request_done(self, task: Any) -> None:
+        """The application answered: drop the rest of the body as it comes, or close the connection
+        if the client is still waiting for leave to send it (or it broke)."""
+        with self._cond:
+            if self._remaining <= 0:
+                return
+            self._chunks.clear()
+            self._buffered = 0
+            if self._broken or (self.expect_continue and not self.read_started):
+                task.close_on_finish = True
+                return
+            self._discard = True
+        if self._channel is not None:
+            self._channel.server.pull_trigger()
+
+
+def streaming_parser(base: type) -> type:
+    """A waitress request parser class (deriving from ``base``) that streams upload bodies."""
+
+    class StreamingParser(base):  # type: ignore[misc, valid-type]
+        stream: BodyStream | None = None
+
+        def parse_header(self, header_plus: bytes) -> None:
+            super().parse_header(header_plus)
+            if (self.chunked or self.content_length <= self.adj.inbuf_overflow
+                    or self.command not in _METHODS or not _UPLOAD_PATH.search(self.path)):
+                return
+            if self.body_rcv is not None:
+                self.body_rcv.getbuf().close()
+                self.body_rcv = None  # the parser then completes the request with its header
+            stream = BodyStream(self.content_length, float(self.adj.channel_timeout))
+            # 100 Continue goes out when the application starts reading, not from the I/O thread.
+            stream.expect_continue, self.expect_continue = self.expect_continue, False
+            self.stream = stream
+
+        def get_body_stream(self) -> Any:
+            if self.stream is not None:
+                return self.stream
+            return super().get_body_stream()
+
+    return StreamingParser
+
+
+class StreamingChannelMixin:
+    """For waitress's ``HTTPChannel``: feeds a streamed request's body to its :class:`BodyStream`
+    while the request's task runs, reading the socket only while the stream has room."""
+
+    _body: BodyStream | None = None
+
+    # Attributes of HTTPChannel used here.
+    requests_lock: Any
+    request: Any
+    requests: list[Any]
+    server: Any
+    adj: Any
+    will_close: bool
+    close_when_flushed: bool
+    sent_continue: bool
+    parser_class: Any
+
+    def readable(self) -> bool:
+        body = self._body
+        if body is not None and body.receiving:
+            return not (self.will_close or self.close_when_flushed) and body.wants_data()
+        return super().readable()  # type: ignore[misc]
+
+    def received(self, data: bytes) -> bool:
+        # waitress's HTTPChannel.received, plus: a request whose parser made a stream is handed to
+        # a worker at the end of its header, and the body bytes that follow go to its stream.
+        if not data:
+            return False
+        with self.requests_lock:
+            if self.will_close or self.close_when_flushed:
+                return False
+            while data:
+                body = self._body
+                if body is not None:
+                    n = body.feed(data)
+                    if not body.receiving:
+                        self._body = None
+                    if n >= len(data):
+                        break
+                    data = data[n:]
+                    continue
+                if self.request is None:
+                    self.request = self.parser_class(self.adj)
+                request = self.request
+                n = request.received(data)
+                if (request.expect_continue and request.headers_finished and not self.requests
+                        and not self.sent_continue):
+                    self.send_continue()  # type: ignore[attr-defined]
+                if request.completed:
+                    self.sent_continue = False
+                    stream = getattr(request, "stream", None)
+                    if stream is not None and request.error is None:
+                        stream.attach(self)
+                        if stream.receiving:
+                            self._body = stream
+                    if not request.empty:
+                        self.requests.append(request)
+                        if len(self.requests) == 1:
+                            self.server.add_task(self)
+                    self.request = None
+                if n >= len(data):
+                    break
+                data = data[n:]
+        return True
+
+    def _abort_body(self, reason: str) -> None:
+        body = self._body
+        if body is not None:
+            body.abort(reason)
+
+    def handle_close(self) -> None:
+        self._abort_body("the connection closed")
+        super().handle_close()  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._abort_body("the connection closed")
+        super().close()  # type: ignore[misc]
+
+    def cancel(self) -> None:
+        self._abort_body("the server is stopping")
+        super().cancel()  # type: ignore[misc]
+
+
+class StreamingTaskMixin:
+    """For waitress's ``WSGITask``: after the application answered a streamed request, the rest of
+    its body is dropped as it comes or the connection closed (:meth:`BodyStream.request_done`)."""
+
+    request: Any
+
+    def service(self) -> None:
+        try:
+            super().service()  # type: ignore[misc]
+        finally:
+            stream = getattr(self.request, "stream", None)
+            if stream is not None:
+                stream.request_done(self)
+
+
+__all__ = ["BUFFER_BYTES", "BodyStream", "StreamingChannelMixin", "StreamingTaskMixin", "streaming_parser"]
