@@ -6,17 +6,36 @@ BIN := $(VENV)/bin
 PLUGINS := $(sort $(dir $(wildcard registry_plugins/*/pyproject.toml)))
 CONTRIB_PLUGINS := $(sort $(dir $(wildcard contrib/plugins/*/pyproject.toml contrib/token-server/pyproject.toml)))
 
-.PHONY: install run test test-deps lint bench soak clean
+# The stamp makes `make install` (and so `make run`, `make test`) incremental: pip runs again only when
+# a pyproject.toml changed or a plugin folder appeared. setuptools' notes about editable installs are
+# information, not warnings, so they are filtered out of the build backend's output.
+STAMP := $(VENV)/.installed
+PYPROJECTS := pyproject.toml $(addsuffix pyproject.toml,$(PLUGINS) $(CONTRIB_PLUGINS))
+export PYTHONWARNINGS ?= ignore:Editable installation
+
+.PHONY: install run test test-deps lint bench soak clean docs docs-build
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS) $(CONTRIB_PLUGINS),-e $(p))
+install: $(STAMP)
+	@:
+
+$(STAMP): $(BIN)/python $(PYPROJECTS)
+	$(BIN)/pip install -q -e '.[test,docs]' $(foreach p,$(PLUGINS) $(CONTRIB_PLUGINS),-e $(p))
+	@touch $@
 
 run: install
-	$(BIN)/registry serve
+	@$(BIN)/registry serve
+
+# The documentation site (mkdocs.yml, docs/), served with live reload on 127.0.0.1:8000;
+# `make docs-build` builds it strictly into site/ (tests/test_docs_site.py does the same in `make test`).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:8000
+
+docs-build: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 lint: install
 	$(BIN)/ruff check .
@@ -41,4 +60,4 @@ soak: install
 	$(BIN)/python contrib/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
