@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PYPROJECTS := pyproject.toml $(addsuffix pyproject.toml,$(PLUGINS) $(CONTRIB_PLUGINS))
 export PYTHONWARNINGS ?= ignore:Editable installation
 
-.PHONY: install run test test-deps lint bench soak clean docs docs-build
+.PHONY: install run test test-deps lint bench soak clean docs docs-build docs-reference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,8 @@ soak: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache site
+
+# The generated pages: the configuration reference (from the schemas) and the hook reference.
+docs-reference: install
+	$(BIN)/python contrib/dev/gen_config_docs.py
+	$(BIN)/python contrib/dev/gen_hook_docs.py
