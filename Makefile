@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PYPROJECTS := pyproject.toml $(addsuffix pyproject.toml,$(PLUGINS) $(CONTRIB_PLUGINS))
 export PYTHONWARNINGS ?= ignore:Editable installation
 
-.PHONY: install run test test-deps lint bench soak clean docs docs-build docs-reference
+.PHONY: install run test test-deps lint bench soak clean docs docs-build docs-reference wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,9 +60,14 @@ soak: install
 	$(BIN)/python contrib/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache site
+	rm -rf $(VENV) .pytest_cache site dist
 
 # The generated pages: the configuration reference (from the schemas) and the hook reference.
 docs-reference: install
 	$(BIN)/python contrib/dev/gen_config_docs.py
 	$(BIN)/python contrib/dev/gen_hook_docs.py
+
+# Wheels of the core, every plugin and their dependencies into dist/ (what contrib/container/Containerfile
+# installs from; tests/test_wheels.py installs ours into a fresh venv).
+wheels: install
+	$(BIN)/pip wheel -q -w dist . $(PLUGINS)
