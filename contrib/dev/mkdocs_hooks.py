@@ -9,20 +9,23 @@ the path as code.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
+
+from mkdocs.exceptions import PluginError
 
 # [text](../path) or [text](../path#anchor); images and in-site links are MkDocs's own business.
 _OUTSIDE = re.compile(r"(?<!!)\[([^\]]+)\]\((\.\./[^)\s#]+)(#[^)\s]*)?\)")
 
 
-class OutsideLinkError(Exception):
-    """A page links to a repository file that does not exist."""
+class OutsideLinkError(PluginError):
+    """A page links to a repository file that does not exist (a build error, without a traceback)."""
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    docs_dir = Path(config["docs_dir"]).resolve()
+    docs_dir = Path(os.path.abspath(config["docs_dir"]))
     root = docs_dir.parent
     page_dir = (docs_dir / page.file.src_path).parent
     repo_url = (config.get("repo_url") or "").rstrip("/")
@@ -30,7 +33,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
     def rewrite(match: re.Match[str]) -> str:
         text, target, anchor = match.group(1), match.group(2), match.group(3) or ""
-        path = (page_dir / target).resolve()
+        path = Path(os.path.normpath(page_dir / target))  # lexically: a symlinked folder stays inside
         try:
             rel = path.relative_to(root)
         except ValueError:
