@@ -45,13 +45,15 @@ from registry.handlers.manifests import ManifestResource
 from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
 from registry.health import HealthCheck, PeriodicCheck, health_status, storage_check
+from registry.ops.quota import attach_quotas
 from registry.plugins import call_each, collect, each_caller, options_of
+from registry.proxy import PullThroughCache, proxy_settings
 from registry.routes import Route, check_route
 from registry.routing import NAME_RE, ROUTES, TEMPLATES, RegexRouter
 from registry.storage.checked import checked
 from registry.storage.driver import StorageDriver, StorageError
 from registry.storage.purge import purger_for
-from registry.storage.store import Store
+from registry.storage.store import QuotaExceededError, Store
 from registry.storage.uploads import Uploads
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,8 @@ class RegistryApp(falcon.App):
             ctx.store.driver.close()
         except Exception:
             log.exception("closing the storage driver failed")
+        if ctx.proxy is not None:
+            ctx.proxy.close()
 
     def __enter__(self) -> RegistryApp:
         self.startup()
@@ -180,6 +184,22 @@ class _Headers:
         for key, value in self.headers:
             resp.set_header(key, value)
         resp.set_header(REQUEST_ID_HEADER, request_id(req))
+
+
+class _ProxyWrites:
+    """Refuses pushes and deletes to a repository an upstream serves (``proxy:``), as Distribution
+    refuses them on a pull-through cache: 405 ``UNSUPPORTED``."""
+
+    def __init__(self, cache: PullThroughCache) -> None:
+        self.cache = cache
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
+        name = params.get("name")
+        if req.method in _WRITE_METHODS and name is not None:
+            client = self.cache.client_for(name)
+            if client is not None:
+                raise Unsupported(f"repository {name[:300]!r} is a pull-through cache of {client.remote.url}: "
+                                  f"{req.method} is not supported (push to the upstream instead)")
 
 
 class _ReadOnly:
@@ -294,7 +314,8 @@ class _HealthGate:
             raise Unavailable("health check failed: please see /debug/health")
 
 
-def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: list[HealthCheck]) -> list[object]:
+def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: list[HealthCheck],
+                proxy: PullThroughCache | None = None) -> list[object]:
     """Only the middleware the configuration needs: Falcon calls each method of each one on every
     request, and a manifest pull is short enough for that to show."""
     # Decided once: at a level above info (``log.level: warn``) no access line would be written,
@@ -308,6 +329,8 @@ def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: lis
         middleware.append(_HealthGate(checks))
     if readonly_enabled(config):
         middleware.append(_ReadOnly())
+    if proxy is not None:
+        middleware.append(_ProxyWrites(proxy))
     if not finish:
         middleware.append(_Headers(config))
     return middleware
@@ -425,6 +448,11 @@ def _add_error_handlers(app: falcon.App, pm: pluggy.PluginManager) -> None:
             call_each(pm, "registry_report_exception", exc=ex, request=req)
         _send_error(resp, err)
 
+    def quota_error(req: falcon.Request, resp: falcon.Response, ex: QuotaExceededError, params: dict) -> None:
+        # A refusal by configuration, not a storage fault: no error line, no report.
+        log.info("quota refused %s %s: %s", req.method, req.path, ex)
+        _send_error(resp, registry_error_for(ex)[0])
+
     def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
         log.exception("unhandled error on %s %s", req.method, req.path)
         call_each(pm, "registry_report_exception", exc=ex, request=req)
@@ -433,6 +461,7 @@ def _add_error_handlers(app: falcon.App, pm: pluggy.PluginManager) -> None:
     # Falcon picks the most specific handler for an exception's type.
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(StorageError, storage_error)
+    app.add_error_handler(QuotaExceededError, quota_error)
     app.add_error_handler(falcon.HTTPError, http_error)
     app.add_error_handler(RegistryError, registry_error)
 
@@ -471,7 +500,8 @@ def create_app(
             on_call(driver=driver_name, operation=operation, seconds=seconds, error=error)
 
         driver = checked(driver, on_call=report)
-    store = Store(driver)
+    store = attach_quotas(Store(driver), config)  # without quota rules: no counter I/O at all
+    proxied = proxy_settings(config)
     ctx = Context(
         store=store,
         uploads=Uploads(store),
@@ -482,6 +512,7 @@ def create_app(
         config=config,
         external_url=settings_of(config).http.host,
         include_references=bool(((config.get("notifications") or {}).get("events") or {}).get("includereferences")),
+        proxy=PullThroughCache(proxied, store, spool_dir=driver.spool_directory()) if proxied else None,
     )
     routes = _plugin_routes(pm)
     checks = _plugin_health_checks(pm)
@@ -492,7 +523,7 @@ def create_app(
     if len(set(names)) != len(names):
         raise ConfigError([f"two health checks share a name: {sorted(n for n in names if names.count(n) > 1)[0]!r}"])
 
-    app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config, checks))
+    app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config, checks, ctx.proxy))
     app.registry_context = ctx
     app.health_checks = checks
     resources = {

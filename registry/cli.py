@@ -112,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tag", default="demo", help="the image's name in the layout (default: demo)")
     demo.add_argument("--arch", default=None, help="the image's architecture (default: this machine's)")
     demo.set_defaults(handler=_demo_image, parser=demo)
+    du = commands.add_parser(
+        "du",
+        help="show the bytes stored per repository",
+        description="Walk the storage and print the bytes of each repository (its layers, configs and "
+        "manifests, each distinct blob once) and the total (a blob shared by several repositories "
+        "once), biggest first. The first argument is the configuration if it is a file; the others "
+        "are repository names or prefixes (team-a selects team-a and team-a/*). See docs/quotas.md.",
+    )
+    du.add_argument("args", nargs="*", metavar="[CONFIG] [REPO-PREFIX...]", help=config_help)
+    du.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    du.add_argument("--rebuild", action="store_true",
+                    help="recompute the quota usage counters from the walk (after enabling quotas on a "
+                    "registry holding data, or to make them exact again)")
+    du.set_defaults(handler=_du, parser=du)
     return parser
 
 
@@ -230,6 +244,18 @@ def _demo_image(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote oci:{image.directory}:{image.tag} ({image.manifest_digest})")
     return 0
+
+
+def _du(args: argparse.Namespace) -> int:
+    from registry.ops.usage import run_du, split_arguments
+
+    path, prefixes = split_arguments(args.args, os.path.isfile)
+    pm = create_plugin_manager()
+    try:
+        config = load_config(path, os.environ, pm)
+        return run_du(config, pm, prefixes, as_json=args.json, rebuild=args.rebuild, out=sys.stdout)
+    except ConfigError as exc:
+        return _refuse(exc, path or os.environ.get(CONFIGURATION_PATH_ENV))
 
 
 def _refuse(exc: ConfigError, source: str | None) -> int:

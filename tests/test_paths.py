@@ -24,6 +24,7 @@ TABLE = [
     (paths.upload_hashstate("lib/app", "u-1", "sha256", 42), f"{R}/lib/app/_uploads/u-1/pyhashstate-sha256-42"),
     (paths.referrer_link("lib/app", D, D), f"{R}/lib/app/_referrers/sha256/{H}/sha256/{H}/link"),
     (paths.repository("a/b/c"), f"{R}/a/b/c"),
+    (paths.usage_file("lib", "w-host-42"), f"{R}/lib/_usage/w-host-42"),
 ]
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import re
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from registry.config.durations import parse_duration
-from registry.config.model import NO_AUTH, STORAGE_KEYS, ConfigError
+from registry.config.model import NO_AUTH, STORAGE_KEYS, ConfigError, dotted
 from registry.plugins import options_of
 
 if TYPE_CHECKING:
@@ -58,6 +60,13 @@ CORE_ACTS_ON: frozenset[str] = frozenset(
         "middleware.storage",
         "catalog.maxentries",
         "notifications.events.includereferences",
+        "proxy.remoteurl",
+        "proxy.username",
+        "proxy.password",
+        "proxy.ttl",
+        "proxy.remotes",
+        "quotas",
+        "immutabletags",
     }
 )
 
@@ -127,6 +136,10 @@ class Settings:
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     catalog_max_entries: int = DEFAULT_MAX_ENTRIES
     tags_max_tags: int = DEFAULT_MAX_ENTRIES
+    #: ``quotas:`` (docs/quotas.md), in configuration order.
+    quotas: tuple[QuotaRule, ...] = ()
+    #: ``immutabletags:`` (docs/quotas.md), in configuration order.
+    immutable_tags: tuple[ImmutableTagRule, ...] = ()
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
@@ -167,6 +180,8 @@ class Settings:
             ),
             catalog_max_entries=catalog_max_entries(config),
             tags_max_tags=tags if isinstance(tags, int) and tags > 0 else DEFAULT_MAX_ENTRIES,
+            quotas=quota_rules(config),
+            immutable_tags=immutable_tag_rules(config),
         )
 
 
@@ -202,6 +217,15 @@ def not_acted_on(config: Mapping[str, Any], pm: pluggy.PluginManager) -> list[st
     """The configured keys nothing acts on, each at the shallowest level that is wholly ignored
     (``notifications``, ``http.tls``), sorted."""
     acted = acted_on(pm)
+    if config.get("proxy"):
+        from registry.proxy.settings import proxy_settings
+
+        try:
+            cache = proxy_settings(config)
+        except ConfigError:
+            cache = None
+        if cache is None:  # no upstream configured: as in Distribution, not a pull-through cache
+            acted = frozenset(a for a in acted if not a.startswith("proxy."))
     found: list[str] = []
 
     def walk(node: Mapping[str, Any], prefix: str) -> None:
@@ -327,3 +351,195 @@ def catalog_max_entries(config: Mapping[str, Any]) -> int:
 def log_level(config: Mapping[str, Any]) -> str:
     """``log.level``, else the deprecated ``loglevel``, else ``info``."""
     return str(options_of(config, "log").get("level") or config.get("loglevel") or "info")
+
+
+# ---------------------------------------------------------------------------------------------
+# Quotas and immutable tags (docs/quotas.md)
+# ---------------------------------------------------------------------------------------------
+
+#: Byte units a quota limit may use; case does not matter (``10GiB``, ``10gib``, ``500 MB``).
+SIZE_UNITS: Mapping[str, int] = types.MappingProxyType({
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4, "p": 1000**5, "pb": 1000**5,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "pib": 1024**5,
+})
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
+QUOTA_SCOPES = ("repository", "namespace")
+# What may appear literally in a pattern: the characters of names (lower case, digits, separators,
+# and "/" between components) and of tags.
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/")
+_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def parse_size(value: Any) -> int:
+    """A byte count: a non-negative integer, or a string like ``10GiB``, ``1.5 GB``, ``512MiB``
+    (decimal units kB..PB, binary units KiB..PiB, ``B`` or none for bytes).
+
+    :raises ValueError: with a message fit for the user.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a size (write it like 10GiB, 500MB or 1048576)")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is negative: a limit is 0 or more bytes")
+        return value
+    if value.strip().startswith("-"):
+        raise ValueError(f"{value!r} is negative: a limit is 0 or more bytes")
+    m = _SIZE.fullmatch(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size (write it like 10GiB, 500MB or 1048576)")
+    unit = m.group(2).lower()
+    if unit not in SIZE_UNITS:
+        raise ValueError(f"{value!r}: unknown unit {m.group(2)!r} (use B, kB, MB, GB, TB, PB, KiB, MiB, GiB, "
+                         "TiB or PiB)")
+    return int(float(m.group(1)) * SIZE_UNITS[unit]) if "." in m.group(1) else int(m.group(1)) * SIZE_UNITS[unit]
+
+
+def compile_glob(pattern: Any, *, tag: bool = False) -> re.Pattern[str]:
+    """The regular expression of a repository (or, with ``tag``, a tag) glob pattern: ``*`` matches
+    within one name component, ``**`` across components (any number of them, zero included),
+    ``?`` one character other than ``/``; every other character stands for itself and must be one
+    a repository name (or tag) can hold, so that a typo is an error rather than a rule that never
+    matches.
+
+    :raises ValueError: with a message fit for the user.
+    """
+    what = "tag" if tag else "repository name"
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"{pattern!r} is not a {what} pattern (a non-empty string such as "
+                         f"{'v*' if tag else 'team-a/*'})")
+    allowed = _TAG_CHARS if tag else _NAME_CHARS
+    if not tag and (pattern.startswith("/") or pattern.endswith("/") or "//" in pattern):
+        raise ValueError(f"{pattern!r} can never match: names have no empty components (no leading, "
+                         "trailing or double '/')")
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("***", i):
+            raise ValueError(f"{pattern!r}: '***' is not a pattern (use * within a component, ** across "
+                             "components)")
+        if pattern.startswith("**", i):
+            if pattern.startswith("**/", i):
+                out.append("(?:[^/]+/)*")  # zero or more whole components
+                i += 3
+            else:
+                out.append(".*")
+                i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c in allowed:
+            out.append(re.escape(c))
+        else:
+            raise ValueError(f"{pattern!r}: {c!r} cannot appear in a {what} (patterns use * within a "
+                             f"component, ** across components and ? for one character; no [...] classes)")
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaRule:
+    """One ``quotas:`` entry: at most ``limit`` bytes for each repository (``scope: repository``) or
+    each namespace (``scope: namespace``: a repository name's leading components, the whole name
+    included, counting every repository at or below it) that ``pattern`` matches."""
+
+    index: int
+    pattern: str
+    limit: int
+    scope: str = "repository"
+
+    def matches(self, name: str) -> bool:
+        return _matcher(self.pattern, False).match(name) is not None
+
+    def describe(self) -> str:
+        return f"quotas[{self.index}]: pattern {self.pattern!r}, scope {self.scope}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImmutableTagRule:
+    """One ``immutabletags:`` entry: in a repository matching ``repository``, a tag matching one of
+    ``tags`` can be created but never moved to another digest nor deleted."""
+
+    index: int
+    repository: str
+    tags: tuple[str, ...] = ("*",)
+
+    def covers(self, name: str) -> bool:
+        """Whether the rule applies to repository ``name`` (to some of its tags)."""
+        return _matcher(self.repository, False).match(name) is not None
+
+    def matches(self, name: str, tag: str) -> bool:
+        return self.covers(name) and any(_matcher(t, True).match(tag) for t in self.tags)
+
+    def describe(self) -> str:
+        return f"immutabletags[{self.index}]: repository {self.repository!r}, tags {list(self.tags)!r}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _matcher(pattern: str, tag: bool) -> re.Pattern[str]:
+    return compile_glob(pattern, tag=tag)
+
+
+def rule_problems(config: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with ``quotas`` and ``immutabletags`` beyond their JSON shape (sizes, patterns),
+    as ``(key path, message)`` pairs."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    quotas = config.get("quotas")
+    for i, rule in enumerate(quotas if isinstance(quotas, list) else []):
+        if not isinstance(rule, Mapping):
+            continue
+        if "pattern" in rule:
+            try:
+                compile_glob(rule["pattern"])
+            except ValueError as exc:
+                problems.append((("quotas", i, "pattern"), str(exc)))
+        if "limit" in rule:
+            try:
+                parse_size(rule["limit"])
+            except ValueError as exc:
+                problems.append((("quotas", i, "limit"), str(exc)))
+    immutable = config.get("immutabletags")
+    for i, rule in enumerate(immutable if isinstance(immutable, list) else []):
+        if not isinstance(rule, Mapping):
+            continue
+        if "repository" in rule:
+            try:
+                compile_glob(rule["repository"])
+            except ValueError as exc:
+                problems.append((("immutabletags", i, "repository"), str(exc)))
+        tags = rule.get("tags")
+        for j, t in enumerate(tags if isinstance(tags, list) else []):
+            try:
+                compile_glob(t, tag=True)
+            except ValueError as exc:
+                problems.append((("immutabletags", i, "tags", j), str(exc)))
+    return problems
+
+
+def _rules_or_raise(config: Mapping[str, Any], key: str) -> list[Any]:
+    problems = [p for p in rule_problems(config) if p[0][0] == key]
+    if problems:
+        raise ConfigError([f"{dotted(path)}: {message}" for path, message in problems])
+    value = config.get(key)
+    return value if isinstance(value, list) else []
+
+
+def quota_rules(config: Mapping[str, Any]) -> tuple[QuotaRule, ...]:
+    """``quotas:`` as typed rules; raises :class:`ConfigError` for a bad pattern or limit."""
+    return tuple(
+        QuotaRule(i, str(r["pattern"]), parse_size(r["limit"]), str(r.get("scope") or "repository"))
+        for i, r in enumerate(_rules_or_raise(config, "quotas"))
+        if isinstance(r, Mapping) and "pattern" in r and "limit" in r
+    )
+
+
+def immutable_tag_rules(config: Mapping[str, Any]) -> tuple[ImmutableTagRule, ...]:
+    """``immutabletags:`` as typed rules; raises :class:`ConfigError` for a bad pattern."""
+    return tuple(
+        ImmutableTagRule(i, str(r["repository"]), tuple(str(t) for t in r.get("tags") or ["*"]))
+        for i, r in enumerate(_rules_or_raise(config, "immutabletags"))
+        if isinstance(r, Mapping) and "repository" in r
+    )

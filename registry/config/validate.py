@@ -12,7 +12,7 @@ import jsonschema
 from registry.config.durations import parse_duration
 from registry.config.model import NO_AUTH, STORAGE_KEYS, KeyPath, dotted
 from registry.config.schema import choices, config_schema
-from registry.config.settings import parse_addr
+from registry.config.settings import parse_addr, rule_problems
 
 if TYPE_CHECKING:
     import pluggy
@@ -124,7 +124,10 @@ def _selection_problems(
 
 
 def _semantic_problems(config: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
-    problems: list[tuple[KeyPath, str]] = []
+    from registry.proxy.settings import proxy_problems
+
+    problems: list[tuple[KeyPath, str]] = list(rule_problems(config))
+    problems.extend((("proxy",), p.removeprefix("proxy: ").removeprefix("proxy.")) for p in proxy_problems(config))
     http = config.get("http")
     if not isinstance(http, Mapping):
         return problems

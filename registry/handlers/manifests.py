@@ -6,8 +6,11 @@ from typing import Any
 
 import falcon
 
+from registry.config import Config
+from registry.config.settings import ImmutableTagRule, immutable_tag_rules
 from registry.digests import Digest, digest_of, parse_digest
 from registry.errors import (
+    Denied,
     DigestInvalid,
     ManifestBlobUnknown,
     ManifestInvalid,
@@ -18,6 +21,7 @@ from registry.errors import (
 from registry.handlers.base import Context, check_name, delete, event_target, is_tag, pull, push, url
 from registry.manifests import MAX_MANIFEST_SIZE, manifest_references, media_type_of, parse_manifest
 from registry.routing import DIGEST_RE
+from registry.storage.driver import PathNotFoundError
 
 
 def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
@@ -57,11 +61,41 @@ def _read_body(req: falcon.Request, limit: int) -> bytes:
 class ManifestResource:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        #: ``immutabletags:`` rules (docs/quotas.md); empty, nothing is looked up.
+        config = ctx.config
+        self.immutable: tuple[ImmutableTagRule, ...] = (
+            config.settings.immutable_tags if isinstance(config, Config) else immutable_tag_rules(config))
+
+    def _immutable_rule(self, name: str, tag: str) -> ImmutableTagRule | None:
+        return next((r for r in self.immutable if r.matches(name, tag)), None)
+
+    def _check_tag_move(self, name: str, tag: str, d: Digest) -> None:
+        """Refuse to move an immutable tag that exists to another digest (the same one is fine)."""
+        rule = self._immutable_rule(name, tag) if self.immutable else None
+        if rule is None:
+            return
+        current = self.ctx.store.resolve_tag(name, tag)
+        if current is not None and current != d:
+            raise Denied(f"tag {tag!r} in repository {name!r} is immutable ({rule.describe()}): it points at "
+                         f"{current} and cannot be moved to {d}; push under a new tag",
+                         detail={"tag": tag, "digest": str(current), "rule": rule.index})
+
+    def _check_tag_delete(self, name: str, tags: list[str], what: str) -> None:
+        for tag in tags:
+            rule = self._immutable_rule(name, tag)
+            if rule is not None:
+                raise Denied(f"{what} refused: tag {tag!r} in repository {name!r} is immutable "
+                             f"({rule.describe()}) and cannot be deleted",
+                             detail={"tag": tag, "rule": rule.index})
 
     def _resolve(self, req: falcon.Request, name: str, reference: str) -> tuple[str | None, Digest, bytes]:
         check_name(name)
         tag, d = lookup_reference(reference)
         self.ctx.authorize(req, pull(name))
+        upstream = self.ctx.proxy.client_for(name) if self.ctx.proxy is not None else None
+        if upstream is not None:
+            d, raw = self.ctx.proxy.manifest(upstream, name, tag, d)  # type: ignore[union-attr]
+            return tag, d, raw
         store = self.ctx.store
         if tag is not None:
             d = store.resolve_tag(name, tag)
@@ -114,6 +148,8 @@ class ManifestResource:
         if absent:
             raise ManifestBlobUnknown(f"manifest {absent[0]} referenced by the index is not in repository {name!r}",
                                       detail={"digest": str(absent[0])})
+        if tag is not None:
+            self._check_tag_move(name, tag, d)
         # Order matters for readers on other processes: blob, revision, referrer index, then tag.
         store.put_manifest(name, d, raw)
         if manifest.subject is not None:
@@ -134,6 +170,14 @@ class ManifestResource:
             target["references"] = manifest_references(raw)
         return target
 
+    def _tags_of(self, name: str, d: Digest) -> list[str]:
+        """The tags pointing at ``d`` (deleting a manifest deletes them too)."""
+        try:
+            tags = self.ctx.store.tags(name)
+        except PathNotFoundError:
+            return []
+        return [t for t in tags if self._immutable_rule(name, t) and self.ctx.store.resolve_tag(name, t) == d]
+
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, reference: str) -> None:
         check_name(name)
         tag, d = parse_reference(reference)
@@ -142,11 +186,15 @@ class ManifestResource:
             raise Unsupported("deletion is disabled (storage.delete.enabled is false)")
         store = self.ctx.store
         if tag is not None:
+            if self.immutable and store.resolve_tag(name, tag) is not None:
+                self._check_tag_delete(name, [tag], f"deleting tag {tag!r}")
             if not store.untag(name, tag):
                 raise ManifestUnknown(f"tag {tag!r} is not in repository {name!r}", detail={"tag": tag})
             self.ctx.emit(req, "delete", name, {"tag": tag})
         else:
             assert d is not None
+            if any(r.covers(name) for r in self.immutable):
+                self._check_tag_delete(name, self._tags_of(name, d), f"deleting manifest {d}")
             raw = store.get_manifest(name, d)
             if raw is None or not store.delete_manifest(name, d):
                 raise ManifestUnknown(f"manifest {d} is not in repository {name!r}", detail={"digest": str(d)})

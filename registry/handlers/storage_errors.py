@@ -13,6 +13,8 @@ storage error                     status  code                 why
 ``PathNotFoundError``             503     ``UNAVAILABLE``      a path vanished while the request ran
                                                                (a concurrent delete or purge): a
                                                                retry sees a consistent state
+``QuotaExceededError``            403     ``DENIED``           a quota rule refuses the push (its
+                                                               message names limit and usage)
 ``CorruptLinkError``              500     ``UNKNOWN``          stored data is damaged: an operator
                                                                must repair it
 any other ``StorageError``        500     ``UNKNOWN``          a driver bug, or an error the driver
@@ -27,9 +29,9 @@ from __future__ import annotations
 
 import math
 
-from registry.errors import InternalError, RegistryError, TooManyRequests, Unavailable
+from registry.errors import Denied, InternalError, RegistryError, TooManyRequests, Unavailable
 from registry.storage.driver import PathNotFoundError, StorageError, StorageThrottledError, StorageUnavailableError
-from registry.storage.store import CorruptLinkError
+from registry.storage.store import CorruptLinkError, QuotaExceededError
 
 #: Seconds a client is asked to wait when the backend gave no hint of its own.
 DEFAULT_RETRY_AFTER = 1
@@ -55,6 +57,8 @@ def registry_error_for(exc: StorageError) -> tuple[RegistryError, bool]:
     if isinstance(exc, PathNotFoundError):
         return Unavailable("storage changed while the request was served, retry",
                            headers={"Retry-After": str(DEFAULT_RETRY_AFTER)}), False
+    if isinstance(exc, QuotaExceededError):
+        return Denied(str(exc), detail=exc.detail), False
     if isinstance(exc, CorruptLinkError):
         return InternalError("the registry's storage holds a damaged link file; the operator must repair it"), True
     return InternalError(f"internal storage error ({type(exc).__name__})"), True

@@ -30,8 +30,10 @@ from registry.handlers.base import (
     upload_location,
     url,
 )
+from registry.ops.quota import check_blob, reservation
 from registry.routing import NAME_RE, UPLOAD_ID
 from registry.spool import SpoolFile
+from registry.storage.store import QuotaExceededError
 from registry.storage.uploads import (
     DigestMismatchError,
     UploadError,
@@ -120,11 +122,14 @@ class UploadsResource:
             # Not mountable: the spec says to fall back to an ordinary upload session.
         if digest is not None:
             d = check_digest(digest)
-            # The whole blob in this request: stored at its blob path, no upload session at all.
-            with _upload_errors(self.ctx, req, name, None):
+            # The whole blob in this request: stored at its blob path, no upload session at all. With
+            # a quota, its declared size is reserved first: refused before a byte is read.
+            with reservation(self.ctx.store, name, d, req.content_length or 0), \
+                    _upload_errors(self.ctx, req, name, None):
                 size = self.ctx.uploads.put_blob(name, d, request_body(req), req.content_length or 0)
             _created(self.ctx, req, resp, name, d, size)
             return
+        check_blob(self.ctx.store, name, None, req.content_length or 0)  # already over a limit: refuse now
         upload_id = self.ctx.uploads.start(name)
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, 0)
@@ -204,9 +209,17 @@ class UploadResource:
                 if offset != size:
                     raise self._out_of_order(req, name, upload_id, content_range, size)
                 raise SizeInvalid(f"Content-Range {offset}-{end} does not match Content-Length {length}")
+        size = self._size_after(req, name, upload_id, length, offset)
+        if size is not None:
+            try:
+                check_blob(self.ctx.store, name, None, size)
+            except QuotaExceededError:
+                self._discard(name, upload_id)  # it could never be finished
+                raise
+        body = request_body(req)
         # The offset is checked by the writer that appends: no other request can slip in between.
         with _upload_errors(self.ctx, req, name, upload_id):
-            new_size = self.ctx.uploads.append(name, upload_id, request_body(req), length, offset)
+            new_size = self.ctx.uploads.append(name, upload_id, body, length, offset)
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, new_size)
 
@@ -234,9 +247,33 @@ class UploadResource:
             if parsed is None:  # malformed, as for a PATCH: 400, not 416
                 raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
             offset = parsed[0]
-        with _upload_errors(self.ctx, req, name, upload_id):
-            total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0, offset)
+        size = self._size_after(req, name, upload_id, req.content_length, offset)
+        try:
+            # With a quota, the blob's size is reserved before anything is stored or moved.
+            with reservation(self.ctx.store, name, d, size), _upload_errors(self.ctx, req, name, upload_id):
+                total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0,
+                                                offset)
+        except QuotaExceededError:
+            self._discard(name, upload_id)  # refused: the data goes, nothing is linked
+            raise
         _created(self.ctx, req, resp, name, d, total)
+
+    def _size_after(self, req: falcon.Request, name: str, upload_id: str, length: int | None,
+                    offset: int | None) -> int | None:
+        """The upload's size once this request's body is stored, when a quota rule limits ``name``
+        (else ``None``: nothing to check). waitress sets ``Content-Length`` of a chunked body too (it
+        dechunks it first), so the size is declared by the time a handler runs."""
+        quota = self.ctx.store.quota
+        if quota is None or not quota.applicable(name):
+            return None
+        if offset is None:
+            with _upload_errors(self.ctx, req, name, upload_id):
+                offset = self.ctx.uploads.size(name, upload_id)
+        return offset + (length or 0)
+
+    def _discard(self, name: str, upload_id: str) -> None:
+        with contextlib.suppress(UploadError):
+            self.ctx.uploads.cancel(name, upload_id)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, upload_id: str) -> None:
         self._check(req, name, upload_id)

@@ -18,6 +18,7 @@ way round; ``tests/test_paths.py`` pins every path.
         _uploads/<id>/hashstates/<alg>/<offset>        (Distribution's Go hash states; never read)
         _uploads/<id>/pyhashstate-<alg>-<offset>       (ours: OpenSSL context, see hashstate.py)
         _referrers/<alg>/<hex>/<alg>/<hex>/link        (ours: subject -> referrer; Distribution ignores it)
+        _usage/<writer>                                (ours, with quotas: usage counters, see ops/quota.py)
 """
 
 from __future__ import annotations
@@ -110,3 +111,13 @@ def referrers_dir(name: str, subject: Digest) -> str:
 
 def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrers_dir(name, subject)}/{referrer.algorithm}/{referrer.hex}/link"
+
+
+def usage_dir(name: str) -> str:
+    """Usage counters of a repository or namespace (``name`` is a name's leading components): one
+    file per writing process, so that no two processes ever rewrite the same file."""
+    return f"{REPOSITORIES}/{name}/_usage"
+
+
+def usage_file(name: str, writer: str) -> str:
+    return f"{usage_dir(name)}/{writer}"

@@ -10,7 +10,7 @@ import bisect
 import datetime
 import functools
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from registry.digests import Digest, parse_digest
 from registry.manifests import ManifestCache
@@ -24,10 +24,25 @@ class CorruptLinkError(StorageError):
     damaged or edited by hand. Not a driver failure, and a retry will not help."""
 
 
+class QuotaExceededError(StorageError):
+    """A write would take a repository or namespace over its quota; nothing was written.
+
+    ``detail`` says which rule, the limit, the usage and the bytes asked for (the handlers send it
+    with ``DENIED``)."""
+
+    def __init__(self, message: str, detail: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 class Store:
     """The registry's data model over one (checked) driver. Thread-safe. What it remembers cannot go
     stale (manifest bytes by digest, directory listings revalidated on every use), so any number of
     processes can share one storage."""
+
+    #: Usage counters and quota checks (:class:`registry.ops.quota.Quotas`), set when quota rules
+    #: are configured; ``None`` means no counter I/O at all.
+    quota: Any = None
 
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
@@ -112,10 +127,30 @@ class Store:
         return None
 
     def link_layer(self, name: str, d: Digest) -> None:
-        self._link(paths.layer_link(name, d), d)
+        """Link a stored blob into ``name``; with quotas, counted first (raises
+        :class:`QuotaExceededError` and links nothing when over a limit)."""
+        quota = self.quota
+        counted = quota.count_layer(self, name, d) if quota is not None else 0
+        try:
+            self._link(paths.layer_link(name, d), d)
+        except BaseException:
+            if counted:
+                quota.add(name, -counted)
+            raise
+
+    def admit_layer(self, name: str, d: Digest, size: int) -> None:
+        """Raise :class:`QuotaExceededError` if linking ``size`` more bytes as ``d`` into ``name``
+        would go over a quota: asked before an upload's data is put in place."""
+        if self.quota is not None:
+            self.quota.admit_layer(self, name, d, size)
 
     def unlink_layer(self, name: str, d: Digest) -> bool:
-        return self._unlink(paths.layer_link(name, d).rsplit("/", 1)[0])
+        quota = self.quota
+        freed = quota.layer_bytes(self, name, d) if quota is not None else 0
+        gone = self._unlink(paths.layer_link(name, d).rsplit("/", 1)[0])
+        if gone and freed:
+            quota.add(name, -freed)
+        return gone
 
     def has_layer_link(self, name: str, d: Digest) -> bool:
         try:
@@ -153,8 +188,17 @@ class Store:
         return ManifestCache()
 
     def put_manifest(self, name: str, d: Digest, content: bytes) -> None:
-        self.put_blob(d, content)
-        self._link(paths.revision_link(name, d), d)
+        """Store and link a manifest; with quotas, counted first (raises :class:`QuotaExceededError`
+        and stores nothing when over a limit)."""
+        quota = self.quota
+        counted = quota.count_manifest(self, name, d, len(content)) if quota is not None else 0
+        try:
+            self.put_blob(d, content)
+            self._link(paths.revision_link(name, d), d)
+        except BaseException:
+            if counted:
+                quota.add(name, -counted)
+            raise
 
     def delete_manifest(self, name: str, d: Digest) -> bool:
         """Delete the revision and every tag that points at it (as Distribution does).
@@ -171,7 +215,12 @@ class Store:
         for tag in tags:
             if self.resolve_tag(name, tag) == d:
                 self._unlink(paths.tag_dir(name, tag))
-        return self._unlink(paths.revision_dir(name, d))
+        quota = self.quota
+        freed = quota.manifest_bytes(self, name, d) if quota is not None else 0
+        gone = self._unlink(paths.revision_dir(name, d))
+        if gone and freed:
+            quota.add(name, -freed)
+        return gone
 
     # -- tags ------------------------------------------------------------------------------------
 

@@ -305,6 +305,7 @@ class Uploads:
                 actual = hasher.hexdigest()
             if actual != expected.hex:
                 raise DigestMismatchError(expected, actual)
+            self.store.admit_layer(name, expected, size)  # over a quota: the writer discards it
             if self.store.blob_size(expected) != size:
                 writer.commit()
             # else: already stored (pushed by someone else); keep that copy untouched.
@@ -419,6 +420,7 @@ class Uploads:
 
     def _place(self, name: str, upload_id: str, expected: Digest, data: str, size: int) -> int:
         """Move checked data into place (unless the blob is already stored), link it, clean up."""
+        self.store.admit_layer(name, expected, size)  # over a quota: nothing moved, nothing linked
         if self.store.blob_size(expected) != size:
             self.driver.move(data, paths.blob_data(expected))
         # else: already stored (pushed by someone else): keep the existing copy untouched.

@@ -1,0 +1,1 @@
+"""A web UI for the registry (``ui:``): see docs/ui.md."""
