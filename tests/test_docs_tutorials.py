@@ -247,3 +247,16 @@ def test_auth_plugin_tutorial(tutorial):
         pytest.skip(reason)
     ran = tutorial.run(DOCS / "tutorial-auth-plugin.md")
     assert any("--dest-creds alice:s3cret" in s for s in ran)
+
+
+def test_readme_quickstart_commands_are_the_tested_ones():
+    """The README's quickstart shows a few of docs/quickstart.md's commands: each must be one that
+    test_quickstart runs, so the README cannot drift either."""
+    tested = "".join(b.body for b in blocks(DOCS / "quickstart.md") if b.lang == "sh")
+    shown = [b for b in blocks(ROOT / "README.md") if b.lang == "sh" and "skopeo copy" in b.body]
+    assert shown, "the README's quickstart block (with registry demo-image) is gone"
+    for block in shown:
+        for line in block.body.splitlines():
+            command = line.split("  #")[0].strip()
+            if command and not command.startswith("#"):
+                assert command in tested, f"README runs {command!r}, which docs/quickstart.md does not"
