@@ -161,7 +161,8 @@ def _type(node: Mapping[str, Any], resolver: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    # Schema text is plain: a <placeholder> in it must show, not become an HTML tag.
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _default(value: Any) -> str:
