@@ -23,7 +23,8 @@ install: $(STAMP)
 	@:
 
 $(STAMP): $(BIN)/python $(PYPROJECTS)
-	$(BIN)/pip install -q -e '.[test,docs]' $(foreach p,$(PLUGINS) $(CONTRIB_PLUGINS),-e $(p))
+	@echo "make install: the core and $(words $(PLUGINS) $(CONTRIB_PLUGINS)) plugins, editable, into $(VENV)"
+	@$(BIN)/pip install -q -e '.[test,docs]' $(foreach p,$(PLUGINS) $(CONTRIB_PLUGINS),-e $(p))
 	@touch $@
 
 run: install
