@@ -6,17 +6,37 @@ BIN := $(VENV)/bin
 PLUGINS := $(sort $(dir $(wildcard registry_plugins/*/pyproject.toml)))
 CONTRIB_PLUGINS := $(sort $(dir $(wildcard contrib/plugins/*/pyproject.toml contrib/token-server/pyproject.toml)))
 
-.PHONY: install run test test-deps lint bench soak clean
+# The stamp makes `make install` (and so `make run`, `make test`) incremental: pip runs again only when
+# a pyproject.toml changed or a plugin folder appeared. setuptools' notes about editable installs are
+# information, not warnings, so they are filtered out of the build backend's output.
+STAMP := $(VENV)/.installed
+PYPROJECTS := pyproject.toml $(addsuffix pyproject.toml,$(PLUGINS) $(CONTRIB_PLUGINS))
+export PYTHONWARNINGS ?= ignore:Editable installation
+
+.PHONY: install run test test-deps lint bench soak clean docs docs-build docs-reference wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS) $(CONTRIB_PLUGINS),-e $(p))
+install: $(STAMP)
+	@:
+
+$(STAMP): $(BIN)/python $(PYPROJECTS)
+	@echo "make install: the core and $(words $(PLUGINS) $(CONTRIB_PLUGINS)) plugins, editable, into $(VENV)"
+	@$(BIN)/pip install -q -e '.[test,docs]' $(foreach p,$(PLUGINS) $(CONTRIB_PLUGINS),-e $(p))
+	@touch $@
 
 run: install
-	$(BIN)/registry serve
+	@$(BIN)/registry serve
+
+# The documentation site (mkdocs.yml, docs/), served with live reload on 127.0.0.1:8000;
+# `make docs-build` builds it strictly into site/ (tests/test_docs_site.py does the same in `make test`).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:8000
+
+docs-build: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 lint: install
 	$(BIN)/ruff check .
@@ -41,4 +61,14 @@ soak: install
 	$(BIN)/python contrib/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site dist
+
+# The generated pages: the configuration reference (from the schemas) and the hook reference.
+docs-reference: install
+	$(BIN)/python contrib/dev/gen_config_docs.py
+	$(BIN)/python contrib/dev/gen_hook_docs.py
+
+# Wheels of the core, every plugin and their dependencies into dist/ (what contrib/container/Containerfile
+# installs from; tests/test_wheels.py installs ours into a fresh venv).
+wheels: install
+	$(BIN)/pip wheel -q -w dist . $(PLUGINS)

@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(handler=_config_schema, parser=schema)
 
+    demo = commands.add_parser(
+        "demo-image",
+        help="write a small OCI image layout to push (offline)",
+        description="Write a one-file image (a tiny layer, its config and manifest) into an OCI image "
+        "layout at DIRECTORY, tagged TAG, for `skopeo copy oci:DIRECTORY:TAG docker://...`. Needs no network.",
+    )
+    demo.add_argument(
+        "directory", metavar="DIRECTORY", help="the layout's directory (created; an existing layout is added to)"
+    )
+    demo.add_argument("--tag", default="demo", help="the image's name in the layout (default: demo)")
+    demo.add_argument("--arch", default=None, help="the image's architecture (default: this machine's)")
+    demo.set_defaults(handler=_demo_image, parser=demo)
     du = commands.add_parser(
         "du",
         help="show the bytes stored per repository",
@@ -176,6 +188,7 @@ def _plugins(args: argparse.Namespace) -> int:
                 "drivers": list(info.drivers),
                 "auth": list(info.auth),
                 "hooks": list(info.hooks),
+                "descriptions": dict(info.descriptions),
             }
             for info in infos
         ]
@@ -187,6 +200,14 @@ def _plugins(args: argparse.Namespace) -> int:
         drivers = ", ".join(info.drivers + info.auth) or "-"
         table.append((info.name, info.distribution, info.version, info.kind, drivers, hooks or "-"))
     _print_table(table, sys.stdout)
+    # What each driver, access controller and middleware is, as its plugin describes it: the name
+    # to put in config.yml, and why one would.
+    described = [("DRIVER", "PLUGIN", "DESCRIPTION")]
+    for info in infos:
+        described.extend((name, info.name, text or "-") for name, text in sorted(info.descriptions.items()))
+    if len(described) > 1:
+        print()
+        _print_table(described, sys.stdout)
     return 0
 
 
@@ -210,6 +231,18 @@ def _config_schema(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _refuse(exc, None)
     print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _demo_image(args: argparse.Namespace) -> int:
+    from registry.demo import write_demo_image
+
+    try:
+        image = write_demo_image(args.directory, tag=args.tag, arch=args.arch)
+    except (ValueError, OSError) as exc:
+        print(f"registry demo-image: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote oci:{image.directory}:{image.tag} ({image.manifest_digest})")
     return 0
 
 

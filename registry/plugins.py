@@ -131,6 +131,9 @@ class PluginInfo:
     hooks: tuple[str, ...]
     drivers: tuple[str, ...]
     auth: tuple[str, ...]
+    #: What each declared storage driver, access controller and storage middleware says it is
+    #: (its descriptor's ``description``), by name.
+    descriptions: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -165,15 +168,24 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
         dist = dists.get(id(plugin))
         dist_name = dist.project_name if dist is not None else _module_dist(plugin)
         version = dist.version if dist is not None else _version(dist_name)
-        infos.append(PluginInfo(name, dist_name, version, hooks, drivers, auth))
+        descriptions = {
+            d.name: d.description
+            for hook in ("registry_storage_drivers", "registry_auth_backends", "registry_storage_middleware")
+            for d in _descriptors(plugin, hook)
+        }
+        infos.append(PluginInfo(name, dist_name, version, hooks, drivers, auth, descriptions))
     return infos
 
 
-def _declared(plugin: object, hook_name: str) -> tuple[str, ...]:
+def _descriptors(plugin: object, hook_name: str) -> list[Any]:
     fn = getattr(plugin, hook_name, None)
     if fn is None:
-        return ()
-    return tuple(d.name for d in fn() or ())
+        return []
+    return list(fn() or ())
+
+
+def _declared(plugin: object, hook_name: str) -> tuple[str, ...]:
+    return tuple(d.name for d in _descriptors(plugin, hook_name))
 
 
 def _module_dist(plugin: object) -> str:

@@ -77,8 +77,18 @@ def test_version(env):
 def test_plugins_table(env):
     r = run("plugins", env=env)
     assert r.returncode == 0, r.stderr
-    header, *rows = r.stdout.splitlines()
+    plugins, described = r.stdout.split("\n\n")
+    header, *rows = plugins.splitlines()
     assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "KIND", "DRIVERS", "HOOKS"]
+    # Then every driver with the description its descriptor gives.
+    header, *lines = described.splitlines()
+    assert header.split() == ["DRIVER", "PLUGIN", "DESCRIPTION"]
+    from registry.storage.inmemory import registry_storage_drivers
+
+    [descriptor] = registry_storage_drivers()
+    assert descriptor.description and any(
+        line.split(None, 2) == ["inmemory", "inmemory", descriptor.description] for line in lines
+    ), lines
     by_name = {row.split()[0]: row.split() for row in rows}
     name, distribution, _version, kind, drivers, hooks = by_name["inmemory"]
     assert (distribution, kind, drivers, hooks) == ("registry", "storage", "inmemory", "storage_drivers")
@@ -92,6 +102,7 @@ def test_plugins_json(env):
     plugins = {p["name"]: p for p in json.loads(r.stdout)}
     assert plugins["inmemory"]["drivers"] == ["inmemory"]
     assert plugins["inmemory"]["kind"] == "storage"
+    assert plugins["inmemory"]["descriptions"]["inmemory"].startswith("Process-local memory")
     assert "registry_storage_drivers" in plugins["inmemory"]["hooks"]
 
 

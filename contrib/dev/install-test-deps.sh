@@ -14,6 +14,7 @@ cd "$(dirname "$0")/../.."
 APT_PACKAGES=(
   skopeo podman buildah busybox-static crun conmon netavark aardvark-dns catatonit uidmap fuse-overlayfs
   golang-github-containers-common docker-registry wrk
+  systemd python3-venv  # systemd-analyze verify (contrib/systemd); a Python for the container test's base image
   chromium chromium-driver  # registry_plugins/ui: the browser tests (Selenium drives Debian's chromium)
 )
 JS_DIR=tests/clients/js

@@ -151,7 +151,7 @@ def compose_schema(schema: dict[str, Any], pm: pluggy.PluginManager) -> None:
         "properties": {
             "name": {"enum": sorted(found), "description": "an installed storage middleware"},
             "disabled": {"type": "boolean", "description": "listed, but not applied"},
-            "options": {"type": ["object", "null"]},
+            "options": {"type": ["object", "null"], "description": "the middleware's options, per its schema"},
         },
         "allOf": [_when_named(name, options_schema(d)) for name, d in sorted(found.items())],
     }
