@@ -24,6 +24,10 @@ TABLE = [
     (paths.upload_hashstate("lib/app", "u-1", "sha256", 42), f"{R}/lib/app/_uploads/u-1/pyhashstate-sha256-42"),
     (paths.referrer_link("lib/app", D, D), f"{R}/lib/app/_referrers/sha256/{H}/sha256/{H}/link"),
     (paths.repository("a/b/c"), f"{R}/a/b/c"),
+    (paths.revisions_dir("lib/app"), f"{R}/lib/app/_manifests/revisions"),
+    (paths.quarantine_blob(D), f"/docker/registry/v2/_quarantine/blobs/sha256/{H}/data"),
+    (paths.gc_probe("p-1"), "/docker/registry/v2/_gc/p-1"),
+    (paths.referrers_root("lib/app"), f"{R}/lib/app/_referrers"),
 ]
 
 
