@@ -13,6 +13,7 @@ from registry.digests import parse_digest
 from registry.ops.gc import GarbageCollector, collect_garbage
 from registry.storage import paths
 from registry.storage.checked import checked
+from registry.storage.driver import PathNotFoundError
 from registry.storage.store import Store
 from tests.conftest import Pusher, sha256
 
@@ -205,6 +206,22 @@ def test_repair_relinks_a_child_revision_the_sweep_removed(client, pusher, drive
     result = collector.run()
     assert result.repaired >= 1
     pull_ok(client, "multi/app", "v1")
+
+
+def test_a_moved_tag_forgets_the_collected_manifest(client, pusher, driver):
+    old, _ = pusher.image("lib/x", "v1", layers=(b"first",))
+    pusher.image("lib/x", "v1", layers=(b"second",))  # moves v1: the first is untagged now
+    store = store_of(driver)
+    history = paths.tag_index_link("lib/x", "v1", parse_digest(old))
+    assert checked(driver).stat(history)
+    gc(driver, delete_untagged=True)
+    assert not store.has_manifest("lib/x", parse_digest(old)) and not has_blob(driver, sha256(b"first"))
+    with pytest.raises(PathNotFoundError):
+        checked(driver).stat(history)
+    from tests.integrity import check_storage
+
+    assert check_storage(checked(driver)).problems == []
+    pull_ok(client, "lib/x", "v1")
 
 
 def test_tags_are_never_deleted(client, pusher, driver):

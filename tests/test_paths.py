@@ -28,6 +28,7 @@ TABLE = [
     (paths.quarantine_blob(D), f"/docker/registry/v2/_quarantine/blobs/sha256/{H}/data"),
     (paths.gc_probe("p-1"), "/docker/registry/v2/_gc/p-1"),
     (paths.referrers_root("lib/app"), f"{R}/lib/app/_referrers"),
+    (paths.tag_index_dir("lib/app", "v1.0"), f"{R}/lib/app/_manifests/tags/v1.0/index"),
 ]
 
 

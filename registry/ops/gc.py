@@ -341,6 +341,8 @@ class GarbageCollector:
                             store.remove_referrer(m.name, subject, d)
                 except StorageError as exc:
                     self._error(f"{m.name}@{d}: deleting the revision", exc)
+            if m.deletable and not self.dry_run:
+                self._forget_in_tag_histories(m.name, {d for d, _ in m.deletable})
             for d in m.orphans:
                 if not (self.delete_untagged or d in candidates):
                     continue
@@ -356,6 +358,21 @@ class GarbageCollector:
                 except StorageError as exc:
                     self._error(f"{m.name}: unlinking layer {d}", exc)
         self.progress.done()
+
+    def _forget_in_tag_histories(self, name: str, deleted: set[Digest]) -> None:
+        """Remove deleted manifests from the tags' histories (``tags/<tag>/index``), as
+        Distribution's collector does, so that no link is left to a manifest that is gone."""
+        try:
+            tags = self.store.tags(name)
+        except PathNotFoundError:
+            return
+        for tag in tags:
+            for d in linked_digests(self.driver, paths.tag_index_dir(name, tag)):
+                if d in deleted and not self.store.has_manifest(name, d):
+                    try:
+                        self.driver.delete(paths.tag_index_link(name, tag, d).rsplit("/", 1)[0])
+                    except PathNotFoundError:
+                        pass
 
     def _count_revision(self, name: str, d: Digest) -> None:
         self.result.revisions_deleted += 1

@@ -96,6 +96,10 @@ def tag_current_link(name: str, tag: str) -> str:
     return f"{tag_dir(name, tag)}/current/link"
 
 
+def tag_index_dir(name: str, tag: str) -> str:
+    return f"{tag_dir(name, tag)}/index"
+
+
 def tag_index_link(name: str, tag: str, d: Digest) -> str:
     return f"{tag_dir(name, tag)}/index/{d.algorithm}/{d.hex}/link"
 
