@@ -173,22 +173,24 @@ class GarbageCollector:
                 tagged.add(d)
                 if repair and not self.dry_run and self._young(paths.tag_current_link(name, tag)) is not False:
                     retagged.add(d)
-        revisions = linked_digests(self.driver, paths.revisions_dir(name))
-        revision_set = set(revisions)
+        revisions: list[Digest] = []
         young_revisions: set[Digest] = set()
-        if self.delete_untagged or (repair and not self.dry_run):
-            # Dated only when it matters: to decide what is untagged garbage, and in the check
-            # phase, to find the manifests written during the run (whose links it repairs).
-            for d in revisions:
-                if d in tagged:
-                    continue
-                young = self._young(paths.revision_link(name, d))
-                if young or young is None:  # gone: a concurrent delete; nothing to decide
-                    young_revisions.add(d)
-                    roots.add(d)
-        if not self.delete_untagged:
-            roots |= revision_set
-
+        for d in linked_digests(self.driver, paths.revisions_dir(name)):
+            if d in tagged:
+                revisions.append(d)
+                continue
+            # Every revision is dated: Distribution deletes a manifest by removing its link file
+            # only, leaving the directory, which is then no revision at all.
+            young = self._young(paths.revision_link(name, d))
+            if young is None:
+                continue
+            revisions.append(d)
+            if young:
+                young_revisions.add(d)
+                roots.add(d)
+            elif not self.delete_untagged:
+                roots.add(d)
+        revision_set = set(revisions)
         refs: dict[Digest, References | None] = {}
 
         def load(d: Digest) -> References | None:
@@ -236,9 +238,9 @@ class GarbageCollector:
             if str(d) in blobs:
                 continue
             is_young = self._young(paths.layer_link(name, d))
-            if is_young or is_young is None:
+            if is_young:
                 young.add(str(d))
-            else:
+            elif is_young is False:  # None: a directory without its link (Distribution's blob delete)
                 orphans.append(d)
         return _RepoMark(name, blobs, young, len(kept), deletable, orphans)
 
