@@ -245,3 +245,71 @@ def test_junk_in_the_tree_is_left_alone(client, pusher, driver):
 def test_an_empty_registry(driver, delete_untagged):
     result = gc(driver, delete_untagged=delete_untagged)
     assert (result.repositories, result.blobs_deleted, result.errors) == (0, 0, [])
+
+
+def test_progress_draws_on_a_terminal_only():
+    import io
+
+    from registry.ops.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, plain = Tty(), io.StringIO()
+    for stream in (tty, plain):
+        p = Progress(stream)
+        p.update("delete blobs", 3, 3)
+        p.done()
+    assert "\rdelete blobs: [" in tty.getvalue() and "3/3" in tty.getvalue()
+    assert plain.getvalue() == ""
+
+
+def test_the_command(tmp_path):
+    """``registry garbage-collect`` as a user runs it: Distribution's dry-run lines, the summary, exit
+    statuses."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import falcon.testing
+
+    from registry.app import create_app
+    from registry.plugins import by_name, create_plugin_manager
+
+    pytest.importorskip("registry_filesystem")
+    root = tmp_path / "root"
+    pm = create_plugin_manager()
+    driver = by_name(pm, "registry_storage_drivers")["filesystem"].factory({"rootdirectory": str(root)})
+    client = falcon.testing.TestClient(create_app({"storage": {"filesystem": {}, "delete": {"enabled": True}}}, pm,
+                                                  driver=driver))
+    pusher = Pusher(client)
+    pusher.image("lib/x", "v1", layers=(b"kept",))
+    d, _ = pusher.image("lib/x", "v2", layers=(b"garbage layer",))
+    assert client.simulate_delete(f"/v2/lib/x/manifests/{d}").status_code == 202
+    config = tmp_path / "config.yml"
+    config.write_text(json.dumps({"version": 0.1, "log": {"level": "warn"},
+                                  "storage": {"filesystem": {"rootdirectory": str(root)}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    script = str(Path(sys.executable).with_name("registry"))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([script, "garbage-collect", *args, str(config)], capture_output=True, text=True,
+                              timeout=60, env=env)
+
+    time.sleep(1.1)  # older than the slack for coarse clocks
+    r = run("--dry-run", "--grace", "0")
+    assert r.returncode == 0, r.stderr
+    assert f"blob eligible for deletion: {sha256(b'garbage layer')}" in r.stdout
+    assert f"blob eligible for deletion: {d}" in r.stdout
+    assert "dry run: " in r.stdout and "would free" in r.stdout
+    assert has_blob(driver, sha256(b"garbage layer"))
+    r = run()  # the default grace, an hour: everything here is too young
+    assert r.returncode == 0 and "deleted 0 manifests, 0 layer links and 0 blobs" in r.stdout
+    r = run("--grace", "0", "--settle", "0", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["blobs_deleted"] == 2 and not has_blob(driver, sha256(b"garbage layer"))
+    r = run("--grace", "soon")
+    assert r.returncode == 2 and "--grace" in r.stderr
