@@ -32,7 +32,7 @@ def catalog(client) -> list[str]:
     return client.simulate_get("/v2/_catalog").json["repositories"]
 
 
-def test_delete_repository_through_the_api(client, pusher, driver):
+def test_delete_repository_through_the_api(client, pusher, driver, events):
     sig_subject = pusher.image("team/app", "v1", layers=(b"app layer",))
     pusher.image("team/app", "v2", layers=(b"app layer 2",))
     pusher.image("team/app", None, layers=(b"untagged",))
@@ -47,6 +47,10 @@ def test_delete_repository_through_the_api(client, pusher, driver):
     r = client.simulate_delete("/v2/_repositories/team/app")
     assert r.status_code == 202, r.text
     assert r.json == {"name": "team/app", "tags": 2, "manifests": 4, "layers": 5}
+    deletes = [e["target"] for e in events.of("delete")]
+    assert {t["repository"] for t in deletes} == {"team/app"}
+    assert sorted(t["tag"] for t in deletes if "tag" in t) == ["v1", "v2"]
+    assert len([t for t in deletes if "digest" in t]) == 4
     assert catalog(client) == ["team/app/nested", "team/other"]
     r = client.simulate_get("/v2/team/app/tags/list")
     assert r.status_code == 404 and r.json["errors"][0]["code"] == "NAME_UNKNOWN"

@@ -2,6 +2,7 @@
 
 Needs ``repository:<name>:delete`` from the access controller, and ``storage.delete.enabled``; the
 catalog no longer lists the repository afterwards. Blobs are left to ``registry garbage-collect``.
+Listeners get the ``delete`` events a client deleting each tag and manifest would cause.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class RepositoryResource:
             done = delete_repository(self.ctx.store, name)
         except RepositoryUnknownError:
             raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name}) from None
+        for tag in done.deleted_tags:
+            self.ctx.emit(req, "delete", name, {"tag": tag})
+        for digest in done.deleted_manifests:
+            self.ctx.emit(req, "delete", name, {"digest": digest})
         resp.status = falcon.HTTP_202
         resp.content_type = "application/json"
         resp.data = json.dumps(done.as_dict()).encode()

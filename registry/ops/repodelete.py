@@ -33,9 +33,13 @@ class RepositoryDeleted:
     tags: int = 0
     manifests: int = 0
     layers: int = 0
+    #: What went, for the delete events the API sends.
+    deleted_tags: list[str] = dataclasses.field(default_factory=list)
+    deleted_manifests: list[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        """The counts (the API's response body)."""
+        return {"name": self.name, "tags": self.tags, "manifests": self.manifests, "layers": self.layers}
 
 
 def delete_repository(store: Store, name: str) -> RepositoryDeleted:
@@ -56,6 +60,7 @@ def delete_repository(store: Store, name: str) -> RepositoryDeleted:
     for tag in tags:
         if store.untag(name, tag):
             done.tags += 1
+            done.deleted_tags.append(tag)
     for d in linked_digests(driver, paths.revisions_dir(name)):
         subject = None
         try:
@@ -65,6 +70,7 @@ def delete_repository(store: Store, name: str) -> RepositoryDeleted:
             pass
         if store.delete_manifest(name, d):
             done.manifests += 1
+            done.deleted_manifests.append(str(d))
         if subject is not None:
             store.remove_referrer(name, subject, d)
     for d in linked_digests(driver, paths.layers_dir(name)):
