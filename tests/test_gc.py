@@ -313,3 +313,17 @@ def test_the_command(tmp_path):
     assert json.loads(r.stdout)["blobs_deleted"] == 2 and not has_blob(driver, sha256(b"garbage layer"))
     r = run("--grace", "soon")
     assert r.returncode == 2 and "--grace" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["garbage-collect", "scrub", "delete-repository"])
+def test_help(command):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = subprocess.run([str(Path(sys.executable).with_name("registry")), command, "--help"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and f"registry {command}" in r.stdout
+    top = subprocess.run([str(Path(sys.executable).with_name("registry")), "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert command in top.stdout

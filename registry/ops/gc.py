@@ -247,8 +247,8 @@ class GarbageCollector:
     def _repair(self, name: str, new: set[Digest], revisions: set[Digest],
                 refs: dict[Digest, References | None]) -> None:
         """Relink what a manifest tagged or pushed during the run needs and the sweep may have
-        unlinked in a race (only what is still stored): the revisions of an index's children and
-        of referrers' subjects, and every layer link of the manifests they reach."""
+        unlinked in a race (only what is still stored): the revisions of an index's children, and
+        every layer link of the manifests reached."""
         store = self.store
         seen: set[Digest] = set()
         stack = list(new)
