@@ -1,21 +1,23 @@
-"""Garbage collection, scrub and repository delete on the s3 driver against moto's S3 server (started
-by contrib/dev/start-moto.sh): everything goes through the driver API, nothing assumes a file system,
-and the storage's clock is read from the object store's own ``LastModified``."""
+"""Garbage collection, scrub and repository delete on the object-store drivers: s3 against moto's S3
+server (contrib/dev/start-moto.sh) and azure against Azurite. Everything goes through the driver API,
+nothing assumes a file system, and the storage's clock is read from the object store's own
+modification times."""
 
 from __future__ import annotations
 
 import datetime
 import sys
+import uuid
 from pathlib import Path
 
 import falcon.testing
 import pytest
 
-_S3_TESTS = str(Path(__file__).resolve().parent.parent / "registry_plugins" / "s3" / "tests")
-if _S3_TESTS not in sys.path:  # the moto launcher fixture lives with the s3 plugin's tests
-    sys.path.insert(0, _S3_TESTS)
+_PLUGINS = Path(__file__).resolve().parent.parent / "registry_plugins"
+for _tests in (_PLUGINS / "s3" / "tests", _PLUGINS / "azure" / "tests"):
+    if str(_tests) not in sys.path:  # the launchers live with the plugins' tests
+        sys.path.insert(0, str(_tests))
 
-pytest.importorskip("registry_s3")
 from s3_servers import moto_server  # noqa: E402,F401  (the fixture, registered by import)
 
 from registry.app import create_app  # noqa: E402
@@ -32,12 +34,39 @@ from tests.conftest import Pusher, sha256  # noqa: E402
 LATER = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
 
 
-def test_gc_scrub_and_delete_on_s3(moto_server):  # noqa: F811 - the fixture
+def _driver(name: str, options: dict):
     pm = create_plugin_manager()
-    driver = checked(by_name(pm, "registry_storage_drivers")["s3"].factory(
-        moto_server.options(moto_server.new_bucket())))
-    client = falcon.testing.TestClient(create_app({"storage": {"s3": {}, "delete": {"enabled": True}, "redirect": {"disable": True}}}, pm,
-                                                  driver=driver))
+    drivers = by_name(pm, "registry_storage_drivers")
+    if name not in drivers:
+        pytest.skip(f"the {name} driver is not installed")
+    return pm, checked(drivers[name].factory(options))
+
+
+def test_on_s3(moto_server):  # noqa: F811 - the fixture
+    pytest.importorskip("registry_s3")
+    exercise(*_driver("s3", moto_server.options(moto_server.new_bucket())))
+
+
+@pytest.fixture
+def azurite(tmp_path_factory):
+    from azurite_server import Azurite, require_azurite
+
+    require_azurite()
+    server = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_on_azure(azurite):
+    pytest.importorskip("registry_azure")
+    exercise(*_driver("azure", azurite.options(f"gc{uuid.uuid4().hex[:16]}")))
+
+
+def exercise(pm, driver) -> None:
+    config = {"storage": {driver.name: {}, "delete": {"enabled": True}, "redirect": {"disable": True}}}
+    client = falcon.testing.TestClient(create_app(config, pm, driver=driver))
     pusher = Pusher(client)
     store = Store(driver)
 
