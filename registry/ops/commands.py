@@ -88,6 +88,11 @@ def _open(args: argparse.Namespace) -> tuple[dict[str, Any], Store] | int:
     return config, Store(driver)
 
 
+def _quiet(args: argparse.Namespace) -> None:
+    if args.quiet:  # as Distribution's --quiet: warnings and errors only
+        logging.getLogger("registry.ops").setLevel(logging.WARNING)
+
+
 def _duration(value: str, what: str) -> float:
     try:
         return parse_duration(value)
@@ -107,6 +112,7 @@ def _garbage_collect(args: argparse.Namespace) -> int:
     if isinstance(opened, int):
         return opened
     _, store = opened
+    _quiet(args)
     try:
         grace, settle = _duration(args.grace, "--grace"), _duration(args.settle, "--settle")
     except ConfigError as exc:
@@ -142,6 +148,7 @@ def _scrub(args: argparse.Namespace) -> int:
     if isinstance(opened, int):
         return opened
     _, store = opened
+    _quiet(args)
     try:
         result = scrub(store, quarantine=args.quarantine, progress=Progress(enabled=None if not args.quiet else False))
     except StorageError as exc:

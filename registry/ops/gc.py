@@ -379,7 +379,8 @@ class GarbageCollector:
     def _count_revision(self, name: str, d: Digest) -> None:
         self.result.revisions_deleted += 1
         self.result.deleted_revisions.append(f"{name}@{d}")
-        log.info("%s: %s manifest %s", name, "would delete" if self.dry_run else "deleted", d)
+        if not self.dry_run:  # a dry run lists them itself
+            log.info("%s: deleted manifest %s", name, d)
 
     def delete_blobs(self, candidates: dict[Digest, int]) -> None:
         total = len(candidates)
@@ -399,7 +400,8 @@ class GarbageCollector:
             self.result.blobs_deleted += 1
             self.result.bytes_freed += size
             self.result.deleted_blobs.append(str(d))
-            log.info("%s blob %s (%d bytes)", "would delete" if self.dry_run else "deleted", d, size)
+            if not self.dry_run:
+                log.info("deleted blob %s (%d bytes)", d, size)
         self.progress.done()
 
     # -- the run ---------------------------------------------------------------------------------
