@@ -47,6 +47,7 @@ from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
 from registry.health import HealthCheck, PeriodicCheck, health_status, storage_check
 from registry.plugins import call_each, collect, each_caller, options_of
+from registry.proxy import PullThroughCache, proxy_settings
 from registry.routes import Route, check_route
 from registry.routing import NAME_RE, ROUTES, TEMPLATES, RegexRouter
 from registry.storage.checked import checked
@@ -123,6 +124,8 @@ class RegistryApp(falcon.App):
             ctx.store.driver.close()
         except Exception:
             log.exception("closing the storage driver failed")
+        if ctx.proxy is not None:
+            ctx.proxy.close()
 
     def __enter__(self) -> RegistryApp:
         self.startup()
@@ -181,6 +184,22 @@ class _Headers:
         for key, value in self.headers:
             resp.set_header(key, value)
         resp.set_header(REQUEST_ID_HEADER, request_id(req))
+
+
+class _ProxyWrites:
+    """Refuses pushes and deletes to a repository an upstream serves (``proxy:``), as Distribution
+    refuses them on a pull-through cache: 405 ``UNSUPPORTED``."""
+
+    def __init__(self, cache: PullThroughCache) -> None:
+        self.cache = cache
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict) -> None:
+        name = params.get("name")
+        if req.method in _WRITE_METHODS and name is not None:
+            client = self.cache.client_for(name)
+            if client is not None:
+                raise Unsupported(f"repository {name[:300]!r} is a pull-through cache of {client.remote.url}: "
+                                  f"{req.method} is not supported (push to the upstream instead)")
 
 
 class _ReadOnly:
@@ -295,7 +314,8 @@ class _HealthGate:
             raise Unavailable("health check failed: please see /debug/health")
 
 
-def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: list[HealthCheck]) -> list[object]:
+def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: list[HealthCheck],
+                proxy: PullThroughCache | None = None) -> list[object]:
     """Only the middleware the configuration needs: Falcon calls each method of each one on every
     request, and a manifest pull is short enough for that to show."""
     # Decided once: at a level above info (``log.level: warn``) no access line would be written,
@@ -309,6 +329,8 @@ def _middleware(pm: pluggy.PluginManager, config: Mapping[str, Any], checks: lis
         middleware.append(_HealthGate(checks))
     if readonly_enabled(config):
         middleware.append(_ReadOnly())
+    if proxy is not None:
+        middleware.append(_ProxyWrites(proxy))
     if not finish:
         middleware.append(_Headers(config))
     return middleware
@@ -473,6 +495,7 @@ def create_app(
 
         driver = checked(driver, on_call=report)
     store = Store(driver)
+    proxied = proxy_settings(config)
     ctx = Context(
         store=store,
         uploads=Uploads(store),
@@ -483,6 +506,7 @@ def create_app(
         config=config,
         external_url=settings_of(config).http.host,
         include_references=bool(((config.get("notifications") or {}).get("events") or {}).get("includereferences")),
+        proxy=PullThroughCache(proxied, store, spool_dir=driver.spool_directory()) if proxied else None,
     )
     routes = _plugin_routes(pm)
     checks = _plugin_health_checks(pm)
@@ -493,7 +517,7 @@ def create_app(
     if len(set(names)) != len(names):
         raise ConfigError([f"two health checks share a name: {sorted(n for n in names if names.count(n) > 1)[0]!r}"])
 
-    app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config, checks))
+    app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config, checks, ctx.proxy))
     app.registry_context = ctx
     app.health_checks = checks
     resources = {

@@ -35,7 +35,6 @@ SAMPLE_NOT_ACTED_ON = [
     "http.http2",
     "http.secret",
     *([] if importlib.util.find_spec("registry_webhooks") else ["notifications"]),
-    "proxy",
     "redis",
     "storage.cache",
     "validation",

@@ -58,6 +58,11 @@ CORE_ACTS_ON: frozenset[str] = frozenset(
         "middleware.storage",
         "catalog.maxentries",
         "notifications.events.includereferences",
+        "proxy.remoteurl",
+        "proxy.username",
+        "proxy.password",
+        "proxy.ttl",
+        "proxy.remotes",
     }
 )
 
@@ -202,6 +207,15 @@ def not_acted_on(config: Mapping[str, Any], pm: pluggy.PluginManager) -> list[st
     """The configured keys nothing acts on, each at the shallowest level that is wholly ignored
     (``notifications``, ``http.tls``), sorted."""
     acted = acted_on(pm)
+    if config.get("proxy"):
+        from registry.proxy.settings import proxy_settings
+
+        try:
+            cache = proxy_settings(config)
+        except ConfigError:
+            cache = None
+        if cache is None:  # no upstream configured: as in Distribution, not a pull-through cache
+            acted = frozenset(a for a in acted if not a.startswith("proxy."))
     found: list[str] = []
 
     def walk(node: Mapping[str, Any], prefix: str) -> None:

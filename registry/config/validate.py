@@ -124,7 +124,10 @@ def _selection_problems(
 
 
 def _semantic_problems(config: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
-    problems: list[tuple[KeyPath, str]] = []
+    from registry.proxy.settings import proxy_problems
+
+    problems: list[tuple[KeyPath, str]] = [(("proxy",), p.removeprefix("proxy: ").removeprefix("proxy."))
+                                           for p in proxy_problems(config)]
     http = config.get("http")
     if not isinstance(http, Mapping):
         return problems

@@ -20,6 +20,7 @@ from registry.digests import Digest, parse_digest
 from registry.errors import Denied, RegistryError
 from registry.grammar import check_name  # noqa: F401 - the handlers import it from here
 from registry.plugins import call_each
+from registry.proxy import PullThroughCache
 from registry.routing import TAG_RE
 from registry.storage.store import Store
 from registry.storage.uploads import Uploads
@@ -80,6 +81,8 @@ class Context:
     source_addr: str = dataclasses.field(default_factory=socket.gethostname)
     #: ``notifications.events.includereferences``: manifest events carry ``target.references``.
     include_references: bool = False
+    #: ``proxy:``: the pull-through cache, ``None`` when the registry is not one.
+    proxy: PullThroughCache | None = None
 
     def authorize(self, req: falcon.Request, access: Sequence[Access]) -> Grant:
         """Authenticate ``req`` and check it may perform ``access``; raise an OCI error if not.

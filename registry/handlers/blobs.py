@@ -69,11 +69,22 @@ class BlobResource:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def _lookup(self, req: falcon.Request, name: str, digest: str):
+    def _lookup(self, req: falcon.Request, name: str, digest: str, resp: falcon.Response | None = None):
+        """The digest and size of a blob the repository serves. For a repository a pull-through
+        cache serves and a blob not cached yet: a HEAD asks the upstream (``resp`` is ``None``); a
+        whole GET gets the stream of the fetch under way as ``resp.stream`` and ``size`` may be
+        ``None``; a ranged GET waits until the blob is stored."""
         check_name(name)
         d = check_digest(digest)
         self.ctx.authorize(req, pull(name))
         size = self.ctx.store.layer_size(name, d)
+        if size is None and self.ctx.proxy is not None and (upstream := self.ctx.proxy.client_for(name)):
+            if resp is None:
+                return d, self.ctx.proxy.blob_size(upstream, name, d)
+            if req.get_header("Range"):
+                return d, self.ctx.proxy.fetch_blob(upstream, name, d)
+            resp.stream, size = self.ctx.proxy.open_blob(upstream, name, d)
+            return d, size
         if size is None:
             raise BlobUnknown(detail={"digest": str(d)})
         return d, size
@@ -86,10 +97,14 @@ class BlobResource:
         resp.content_length = size
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, digest: str) -> None:
-        d, size = self._lookup(req, name, digest)
+        d, size = self._lookup(req, name, digest, resp)
         resp.set_header("Docker-Content-Digest", str(d))
         resp.set_header("Accept-Ranges", "bytes")
         resp.content_type = "application/octet-stream"
+        if resp.stream is not None:  # streamed from the upstream while it is stored
+            resp.content_length = size
+            self.ctx.emit(req, "pull", name, event_target(d, size or 0))
+            return
         try:
             rng = parse_range(req.get_header("Range"), size)
         except RangeInvalid as exc:

@@ -47,8 +47,11 @@ class TagsResource:
         check_name(name)
         n, last = page_params(req)
         self.ctx.authorize(req, pull(name))
+        upstream = self.ctx.proxy.client_for(name) if self.ctx.proxy is not None else None
+        # A proxied repository lists the upstream's tags, and its cached ones when the upstream cannot.
+        proxied = self.ctx.proxy.tags(upstream, name) if upstream is not None else None  # type: ignore[union-attr]
         try:
-            tags = self.ctx.store.tags(name)
+            tags = proxied if proxied is not None else self.ctx.store.tags(name)
         except PathNotFoundError:
             if not self.ctx.store.repository_exists(name):
                 raise NameUnknown(f"repository {name!r} is not known to this registry", detail={"name": name}) from None

@@ -62,6 +62,10 @@ class ManifestResource:
         check_name(name)
         tag, d = lookup_reference(reference)
         self.ctx.authorize(req, pull(name))
+        upstream = self.ctx.proxy.client_for(name) if self.ctx.proxy is not None else None
+        if upstream is not None:
+            d, raw = self.ctx.proxy.manifest(upstream, name, tag, d)  # type: ignore[union-attr]
+            return tag, d, raw
         store = self.ctx.store
         if tag is not None:
             d = store.resolve_tag(name, tag)
