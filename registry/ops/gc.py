@@ -28,9 +28,11 @@ on every driver. The storage's clock is read by writing and stat-ing a probe fil
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -50,6 +52,8 @@ DEFAULT_GRACE = 3600.0
 DEFAULT_SETTLE = 2.0
 #: Modification times may be whole seconds (S3, Azure): the cutoff moves back by this much more.
 CLOCK_SLACK = 1.0
+#: Blob deletes in flight at once.
+DEFAULT_WORKERS = 8
 
 
 @dataclasses.dataclass
@@ -125,13 +129,15 @@ class GarbageCollector:
     def __init__(self, store: Store, *, dry_run: bool = False, delete_untagged: bool = False,
                  grace: float = DEFAULT_GRACE, settle: float = DEFAULT_SETTLE,
                  progress: Progress | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock_slack: float = CLOCK_SLACK) -> None:
+                 clock_slack: float = CLOCK_SLACK, workers: int = DEFAULT_WORKERS) -> None:
         self.store, self.driver = store, store.driver
         self.dry_run, self.delete_untagged = dry_run, delete_untagged
         self.grace, self.settle = max(0.0, grace), max(0.0, settle)
         self.progress = progress or Progress(enabled=False)
         self.sleep = sleep
         self.clock_slack = clock_slack
+        self.workers = max(1, workers)
+        self._lock = threading.Lock()
         self.result = GCResult(dry_run=dry_run)
         self.cutoff = datetime.datetime.now(datetime.UTC)
 
@@ -382,26 +388,40 @@ class GarbageCollector:
         if not self.dry_run:  # a dry run lists them itself
             log.info("%s: deleted manifest %s", name, d)
 
+    def _delete_blob(self, d: Digest) -> bool:
+        """Delete one candidate after a last look at its date; whether it was deleted."""
+        if self.dry_run:
+            return True
+        if self._young(paths.blob_data(d)) is not False:
+            with self._lock:
+                self.result.young_skipped += 1
+            return False
+        try:
+            self.driver.delete(paths.blob_dir(d))
+        except PathNotFoundError:
+            return False
+        except StorageError as exc:
+            with self._lock:
+                self._error(f"deleting blob {d}", exc)
+            return False
+        return True
+
     def delete_blobs(self, candidates: dict[Digest, int]) -> None:
+        """Delete the candidates, ``workers`` at a time: one storage round trip each (an object
+        store's latency, a file system's directory sync), so in parallel."""
         total = len(candidates)
-        for i, (d, size) in enumerate(sorted(candidates.items()), 1):
-            self.progress.update("delete blobs", i, total)
-            if not self.dry_run:
-                if self._young(paths.blob_data(d)) is not False:
-                    self.result.young_skipped += 1
+        ordered = sorted(candidates.items())
+        with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="gc-delete") as pool:
+            for i, ((d, size), deleted) in enumerate(
+                    zip(ordered, pool.map(self._delete_blob, [d for d, _ in ordered]), strict=True), 1):
+                self.progress.update("delete blobs", i, total)
+                if not deleted:
                     continue
-                try:
-                    self.driver.delete(paths.blob_dir(d))
-                except PathNotFoundError:
-                    continue
-                except StorageError as exc:
-                    self._error(f"deleting blob {d}", exc)
-                    continue
-            self.result.blobs_deleted += 1
-            self.result.bytes_freed += size
-            self.result.deleted_blobs.append(str(d))
-            if not self.dry_run:
-                log.info("deleted blob %s (%d bytes)", d, size)
+                self.result.blobs_deleted += 1
+                self.result.bytes_freed += size
+                self.result.deleted_blobs.append(str(d))
+                if not self.dry_run:
+                    log.info("deleted blob %s (%d bytes)", d, size)
         self.progress.done()
 
     # -- the run ---------------------------------------------------------------------------------
