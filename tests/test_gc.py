@@ -208,6 +208,27 @@ def test_repair_relinks_a_child_revision_the_sweep_removed(client, pusher, drive
     pull_ok(client, "multi/app", "v1")
 
 
+def test_a_tag_written_while_the_sweep_deletes_its_manifest_is_repaired(client, pusher, driver):
+    """The race of a client tagging an untagged manifest (its PUT rewrote the revision just before
+    the sweep removed it, then wrote the tag): the check phase relinks the revision and its layers,
+    and keeps the blobs, so the tag pulls whole. Tags are never deleted by the sweep."""
+    d, _ = pusher.image("lib/x", None, layers=(b"untagged, then tagged",))
+    collector = GarbageCollector(store_of(driver), grace=0, settle=1, delete_untagged=True, clock_slack=0)
+
+    def tag_during_settle(seconds: float) -> None:
+        store = store_of(driver)
+        assert not store.has_manifest("lib/x", parse_digest(d))  # the sweep removed it
+        store.tag("lib/x", "v1", parse_digest(d))
+
+    collector.sleep = tag_during_settle
+    result = collector.run()
+    assert result.repaired >= 2 and result.rescued >= 2  # the revision and its layers; manifest, layer, config
+    pull_ok(client, "lib/x", "v1")
+    from tests.integrity import check_storage
+
+    assert check_storage(checked(driver)).problems == []
+
+
 def test_a_moved_tag_forgets_the_collected_manifest(client, pusher, driver):
     old, _ = pusher.image("lib/x", "v1", layers=(b"first",))
     pusher.image("lib/x", "v1", layers=(b"second",))  # moves v1: the first is untagged now

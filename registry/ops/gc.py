@@ -436,7 +436,8 @@ class GarbageCollector:
         marked, marks = self.mark()
         candidates = self.candidates(marked)
         self.sweep_repositories(marks, candidates)
-        if not self.dry_run and candidates:
+        swept = self.result.revisions_deleted or self.result.layer_links_deleted
+        if not self.dry_run and (candidates or swept):  # also to repair what a racing push needs
             self.sleep(self.settle)
             again, _ = self.mark(repair=True, phase="check")
             rescued = [d for d in candidates if str(d) in again]
