@@ -42,6 +42,7 @@ from registry.handlers.base import API_VERSION_HEADER, REQUEST_ID_HEADER, Contex
 from registry.handlers.blobs import BlobResource
 from registry.handlers.listing import CatalogResource, ReferrersResource, TagsResource
 from registry.handlers.manifests import ManifestResource
+from registry.handlers.repositories import RepositoryResource
 from registry.handlers.storage_errors import registry_error_for
 from registry.handlers.uploads import UploadResource, UploadsResource
 from registry.health import HealthCheck, PeriodicCheck, health_status, storage_check
@@ -535,6 +536,7 @@ def create_app(
         "uploads": UploadsResource(ctx),
         "blob": BlobResource(ctx),
         "referrers": ReferrersResource(ctx),
+        "repository": RepositoryResource(ctx),
     }
     for route_name, pattern in ROUTES:
         resource = resources[route_name]

@@ -1,4 +1,5 @@
-"""The ``registry`` command: ``serve``, ``plugins``, ``config check`` and ``config schema``.
+"""The ``registry`` command: ``serve``, ``plugins``, ``config check`` and ``config schema`` (and the
+operations commands of :mod:`registry.ops.commands`).
 
 Every command that reads a configuration takes its path as an optional argument, falling back to
 ``$REGISTRY_CONFIGURATION_PATH`` (as Distribution's ``registry serve`` does) and then to the built-in
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="recompute the quota usage counters from the walk (after enabling quotas on a "
                     "registry holding data, or to make them exact again)")
     du.set_defaults(handler=_du, parser=du)
+    from registry.ops.commands import add_commands as add_ops_commands
+
+    add_ops_commands(commands, config_help)  # garbage-collect, scrub, delete-repository
     return parser
 
 

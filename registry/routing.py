@@ -60,6 +60,9 @@ class RegexRouter:
 ROUTES: list[tuple[str, str]] = [
     ("base", r"/v2/?"),
     ("catalog", r"/v2/_catalog"),
+    # Ours: repository delete. Before the OCI routes, which would take "a/manifests/b" for their
+    # own; no OCI name starts with "_", so it can never shadow one of them.
+    ("repository", rf"/v2/_repositories/{_ANY_NAME}"),
     ("tags", rf"/v2/{_ANY_NAME}/tags/list"),
     ("manifest", rf"/v2/{_ANY_NAME}/manifests/(?P<reference>[^/]*)"),
     ("upload", rf"/v2/{_ANY_NAME}/blobs/uploads/(?P<upload_id>[^/]+)"),
@@ -72,6 +75,7 @@ ROUTES: list[tuple[str, str]] = [
 TEMPLATES: dict[str, str] = {
     "base": "/v2/",
     "catalog": "/v2/_catalog",
+    "repository": "/v2/_repositories/{name}",
     "tags": "/v2/{name}/tags/list",
     "manifest": "/v2/{name}/manifests/{reference}",
     "upload": "/v2/{name}/blobs/uploads/{reference}",

@@ -25,6 +25,11 @@ TABLE = [
     (paths.referrer_link("lib/app", D, D), f"{R}/lib/app/_referrers/sha256/{H}/sha256/{H}/link"),
     (paths.repository("a/b/c"), f"{R}/a/b/c"),
     (paths.usage_file("lib", "w-host-42"), f"{R}/lib/_usage/w-host-42"),
+    (paths.revisions_dir("lib/app"), f"{R}/lib/app/_manifests/revisions"),
+    (paths.quarantine_blob(D), f"/docker/registry/v2/_quarantine/blobs/sha256/{H}/data"),
+    (paths.gc_probe("p-1"), "/docker/registry/v2/_gc/p-1"),
+    (paths.referrers_root("lib/app"), f"{R}/lib/app/_referrers"),
+    (paths.tag_index_dir("lib/app", "v1.0"), f"{R}/lib/app/_manifests/tags/v1.0/index"),
 ]
 
 

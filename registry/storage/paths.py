@@ -7,6 +7,8 @@ way round; ``tests/test_paths.py`` pins every path.
 
     /docker/registry/v2/
       blobs/<alg>/<hex[:2]>/<hex>/data
+      _quarantine/blobs/<alg>/<hex>/data              (ours: what `registry scrub --quarantine` set aside)
+      _gc/<id>                                        (ours: a garbage collection's clock probe, removed)
       repositories/<name>/
         _layers/<alg>/<hex>/link                      -> "<alg>:<hex>"
         _manifests/revisions/<alg>/<hex>/link
@@ -28,6 +30,8 @@ from registry.digests import Digest
 ROOT = "/docker/registry/v2"
 BLOBS = f"{ROOT}/blobs"
 REPOSITORIES = f"{ROOT}/repositories"
+QUARANTINE = f"{ROOT}/_quarantine"
+GC_DIR = f"{ROOT}/_gc"
 
 
 def blob_dir(d: Digest) -> str:
@@ -36,6 +40,25 @@ def blob_dir(d: Digest) -> str:
 
 def blob_data(d: Digest) -> str:
     return f"{blob_dir(d)}/data"
+
+
+def quarantine_blob(d: Digest) -> str:
+    """Where ``registry scrub --quarantine`` moves a blob whose content does not match its digest:
+    outside ``blobs/``, so it is no longer served, nor seen by either registry's GC."""
+    return f"{QUARANTINE}/blobs/{d.algorithm}/{d.hex}/data"
+
+
+def gc_probe(probe_id: str) -> str:
+    """A file a garbage collection writes and removes at once, to read the storage's own clock."""
+    return f"{GC_DIR}/{probe_id}"
+
+
+def revisions_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/revisions"
+
+
+def referrers_root(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_referrers"
 
 
 def repository(name: str) -> str:
@@ -72,6 +95,10 @@ def tag_dir(name: str, tag: str) -> str:
 
 def tag_current_link(name: str, tag: str) -> str:
     return f"{tag_dir(name, tag)}/current/link"
+
+
+def tag_index_dir(name: str, tag: str) -> str:
+    return f"{tag_dir(name, tag)}/index"
 
 
 def tag_index_link(name: str, tag: str, d: Digest) -> str:

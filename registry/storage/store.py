@@ -224,6 +224,12 @@ class Store:
             quota.add(name, -freed)
         return gone
 
+    def delete_revision(self, name: str, d: Digest) -> bool:
+        """Delete the revision link only, leaving tags alone: garbage collection removes untagged
+        manifests, and a tag a client writes to one meanwhile must not go with it (the collector
+        then restores the revision, see :mod:`registry.ops.gc`)."""
+        return self._unlink(paths.revision_dir(name, d))
+
     # -- tags ------------------------------------------------------------------------------------
 
     def resolve_tag(self, name: str, tag: str) -> Digest | None:
