@@ -229,3 +229,31 @@ def test_forget_repository_gives_its_bytes_back_to_the_namespaces(driver) -> Non
     driver.delete(paths.repository("ns/a"))  # as a repository delete would
     assert read_usage(driver, "ns") == (0, 200) and read_usage(driver, "ns/a") == (0, 0)
     p.blob("ns/d", data(800, 2))  # fits again
+
+
+def test_garbage_collection_and_repository_delete_give_the_space_back(driver) -> None:
+    """What GC (``--delete-untagged``) and a repository delete remove is taken off the counters
+    they go through the store for, so usage stays what ``registry du`` counts."""
+    from registry.ops.gc import collect_garbage
+    from registry.ops.repodelete import delete_repository
+    from tests.test_gc import LATER
+
+    client = quota_client(driver, [{"pattern": "team/*", "limit": 10**6, "scope": "namespace"}])
+    store = client.app.registry_context.store
+    pusher = Pusher(client)
+    pusher.image("team/app", "v1", layers=(data(2000, 1), data(3000, 2)))
+    pusher.image("team/app", "v1", layers=(data(5000, 3),))  # the first image is now untagged
+    pusher.image("team/other", "v1", layers=(data(700, 4),))
+    before = usage_of(client, "team/app")
+    assert before == disk_usage(store, ["team/app"]).repositories[0].bytes
+
+    collect_garbage(store, now=LATER, grace=0, settle=0, delete_untagged=True)
+    after = disk_usage(store, ["team/app"]).repositories[0].bytes
+    assert after <= before - 5000  # the untagged image's two layers are gone ...
+    assert usage_of(client, "team/app") == after  # ... and counted as gone
+    # A namespace counts a blob shared by two of its repositories in each (docs/quotas.md).
+    assert read_usage(store.driver, "team")[1] == sum(r.bytes for r in disk_usage(store, ["team"]).repositories)
+
+    delete_repository(store, "team/app")
+    assert usage_of(client, "team/app") == 0
+    assert read_usage(store.driver, "team")[1] == disk_usage(store, ["team/other"]).repositories[0].bytes > 0

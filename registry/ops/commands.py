@@ -19,6 +19,7 @@ from typing import Any
 
 from registry.config import ConfigError, build_storage, delete_enabled, load_config, parse_duration
 from registry.ops.progress import Progress
+from registry.ops.quota import attach_quotas
 from registry.storage.driver import StorageError
 from registry.storage.store import Store
 
@@ -85,7 +86,8 @@ def _open(args: argparse.Namespace) -> tuple[dict[str, Any], Store] | int:
         driver = build_storage(config, pm)
     except ConfigError as exc:
         return _refuse(exc, args.config or os.environ.get("REGISTRY_CONFIGURATION_PATH"))
-    return config, Store(driver)
+    # Deletes through a store with the quota counters attached give the space back.
+    return config, attach_quotas(Store(driver), config)
 
 
 def _quiet(args: argparse.Namespace) -> None:

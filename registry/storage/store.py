@@ -217,18 +217,19 @@ class Store:
         for tag in tags:
             if self.resolve_tag(name, tag) == d:
                 self._unlink(paths.tag_dir(name, tag))
+        return self.delete_revision(name, d)
+
+    def delete_revision(self, name: str, d: Digest) -> bool:
+        """Delete the revision link only, leaving tags alone: garbage collection removes untagged
+        manifests, and a tag a client writes to one meanwhile must not go with it (the collector
+        then restores the revision, see :mod:`registry.ops.gc`). With quotas, the bytes are given
+        back."""
         quota = self.quota
         freed = quota.manifest_bytes(self, name, d) if quota is not None else 0
         gone = self._unlink(paths.revision_dir(name, d))
         if gone and freed:
             quota.add(name, -freed)
         return gone
-
-    def delete_revision(self, name: str, d: Digest) -> bool:
-        """Delete the revision link only, leaving tags alone: garbage collection removes untagged
-        manifests, and a tag a client writes to one meanwhile must not go with it (the collector
-        then restores the revision, see :mod:`registry.ops.gc`)."""
-        return self._unlink(paths.revision_dir(name, d))
 
     # -- tags ------------------------------------------------------------------------------------
 
