@@ -466,8 +466,40 @@ def serve(app: Callable[..., Any], config: Mapping[str, Any], *, describe: str =
     run_until_signalled(Server(app, config), describe=describe)
 
 
+#: glibc's M_MMAP_THRESHOLD (malloc.h).
+_M_MMAP_THRESHOLD = -3
+#: Allocations of at least this many bytes are mapped on their own and unmapped when freed.
+MMAP_THRESHOLD = 4 << 20
+
+
+def pin_malloc_mmap_threshold() -> bool:
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` (unless ``MALLOC_MMAP_THRESHOLD_`` is
+    set, which glibc reads itself); returns whether it was set.
+
+    Why: glibc raises the threshold to the size of each large block freed (up to 32 MiB), after
+    which large blocks come from its arenas and their space is kept after they are freed. A
+    streamed upload's socket reads are allocated by waitress's I/O thread and freed by a worker,
+    and object-store drivers gather them into part-sized buffers: a 1 GiB push to radosgw in
+    16 MiB chunks peaked at 274-300 MiB of RSS with the moving threshold, 146-151 MiB with it
+    pinned at 4 MiB. At 1 MiB it was 108 MiB, but then every 1 MiB socket read is mapped afresh:
+    +0.4 s of server CPU per GiB uploaded (bench, 512 MiB rows), where 4 MiB cost nothing measurable.
+    """
+    import ctypes
+    import os
+
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no such threshold to pin)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
 def run_until_signalled(server: Server, *, describe: str = "") -> None:
     """Log the listening line and run ``server`` until SIGTERM or SIGINT; a second signal skips draining."""
+    pin_malloc_mmap_threshold()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop(signal.Signals(signum).name)  # only sets flags: logging here could interleave
