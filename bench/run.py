@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import report
+from bench import report, ui
 from bench.client import PatternBlob, RegistryClient, sha256_digest
 from bench.servers import REPO_ROOT, Server
 from bench.workloads import (
@@ -37,7 +37,7 @@ from bench.workloads import (
 )
 
 KINDS = ("ours", "dist")
-GROUPS = ("upload", "download", "manifest", "push", "rss", "catalog", "s3")
+GROUPS = ("upload", "download", "manifest", "push", "rss", "catalog", "s3", "ui")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -179,7 +179,8 @@ class Runner:
         # The small-request phases first, and a sync before each phase: writing back the GiBs of the
         # transfer phases would otherwise run on the cores (and evict the caches) of what follows.
         phases = [("manifest", self.manifest_phase), ("catalog", self.catalog_phase),
-                  ("transfers", self.transfer_phase), ("rss", self.rss_phase), ("s3", self.s3_phase)]
+                  ("transfers", self.transfer_phase), ("rss", self.rss_phase), ("s3", self.s3_phase),
+                  ("ui", lambda: ui.ui_phase(self))]
         for name, phase in phases:
             wanted = {"upload", "download", "push"} if name == "transfers" else {name}
             if wanted & set(s.only):

@@ -64,12 +64,14 @@ class Server:
         to compare our registry before and after a change).
     :param storage: the config's ``storage:`` line (YAML flow style, newline-terminated) instead of
         the filesystem driver on ``root``; ``drop_env`` names variables the server must not see.
+    :param config_extra: more top-level YAML for our config (e.g. a ``ui:`` section).
     """
 
     def __init__(self, kind: str, root: Path, port: int, workdir: Path, *, cpus: str | None = None,
                  threads: int = 8, env: dict[str, str] | None = None, storage: str | None = None,
-                 drop_env: tuple[str, ...] = ()) -> None:
+                 drop_env: tuple[str, ...] = (), config_extra: str = "") -> None:
         self.storage, self.drop_env = storage, drop_env
+        self.config_extra = config_extra
         self.kind, self.port, self.cpus = kind, port, cpus
         self.root, self.workdir = root.resolve(), workdir.resolve()
         self.threads = threads
@@ -97,7 +99,7 @@ class Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / f"{self.kind}-{self.port}.yml"
         if self.kind == "ours":
-            config_path.write_text(_our_config(self.root, self.port, self.threads, self.storage))
+            config_path.write_text(_our_config(self.root, self.port, self.threads, self.storage) + self.config_extra)
         else:
             config_path.write_text(_dist_config(self.root, self.port, self.storage))
         env = dict(os.environ)

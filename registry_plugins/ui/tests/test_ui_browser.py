@@ -1,7 +1,7 @@
 """The UI in a real browser: headless Chromium driven by Selenium, against `registry serve`.
 
 A multi-arch image pushed with skopeo (`copy --all` of an OCI layout), referrers (a signature with a
-hostile annotation, an SBOM, the SBOM's signature) pushed over plain HTTP; the browser follows the
+hostile annotation, an SBOM, the SBOM's signature) attached with oras-py; the browser follows the
 links from the catalog to the repository, the index, one platform's manifest and its referrer,
 deletes a tag through the confirmation form, and checks what each page shows. With htpasswd and
 access rules: anonymous, alice and bob each see what the rules let them pull. A screenshot of each
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ui_harness import (  # noqa: E402
     HOSTILE,
+    OCI_EMPTY,
+    OCI_MANIFEST,
     SBOM_TYPE,
     SIGNATURE_TYPE,
     TIMEOUT,
@@ -35,7 +39,6 @@ from ui_harness import (  # noqa: E402
     Registry,
     Serving,
     _env,
-    artifact,
     sha256,
     unavailable,
     write_auth_files,
@@ -107,6 +110,57 @@ def skopeo_push(tmp_path: Path, registry: Registry, name: str, tag: str, images:
     return index_digest
 
 
+def oras_attach(tmp_path: Path, registry: Registry, name: str, subject: dict, artifact_type: str, payload: bytes,
+                annotations: dict[str, str] | None = None) -> tuple[str, bytes]:
+    """Attach an OCI 1.1 referrer to ``subject`` (a descriptor) with oras-py; ``(digest, manifest bytes)``.
+
+    oras-py 0.2's ``push(subject=...)`` cannot set ``artifactType``, so the manifest is built here and
+    sent with its own ``upload_blob`` (POST + PUT of each blob) and ``upload_manifest`` (which PUTs
+    ``json.dumps`` of it); it is PUT by digest, so the referrer adds no tag to the repository.
+    """
+    try:
+        import oras.client
+        import oras.provider
+    except ImportError:
+        unavailable("oras-py is not installed (registry-ui's [test] extra)")
+
+    class Oras(oras.client.OrasClient):
+        # Without oras-py's retry decorator, which sleeps for minutes on an error before failing.
+        do_request = oras.provider.Registry.do_request.__wrapped__
+
+    client = Oras(hostname=registry.host, insecure=True)
+    client.session.trust_env = False  # loopback only
+    client.session.request = functools.partial(client.session.request, timeout=TIMEOUT)
+    files = tmp_path / "oras-blobs"
+    files.mkdir(exist_ok=True)
+    empty = b"{}"
+    config = {"mediaType": OCI_EMPTY, "digest": sha256(empty), "size": len(empty)}
+    layer = {"mediaType": artifact_type, "digest": sha256(payload), "size": len(payload)}
+    for descriptor, data in ((config, empty), (layer, payload)):
+        path = files / descriptor["digest"].split(":")[1]
+        path.write_bytes(data)
+        r = client.upload_blob(str(path), f"{registry.host}/{name}", descriptor)
+        assert r.status_code in (200, 201), r.text
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+                "config": config, "layers": [layer], "subject": subject,
+                "annotations": {"org.opencontainers.image.created": "2025-01-02T03:04:05Z", **(annotations or {})}}
+    digest = sha256(json.dumps(manifest).encode())  # what requests' json= sends
+    r = client.upload_manifest(manifest, client.get_container(f"{registry.host}/{name}@{digest}"))
+    assert r.status_code == 201, r.text
+    assert r.headers["Docker-Content-Digest"] == digest == sha256(r.request.body)
+    assert r.headers.get("OCI-Subject") == subject["digest"]
+    return digest, r.request.body
+
+
+def descriptor(registry: Registry, name: str, reference: str) -> dict:
+    """The subject descriptor from a HEAD of the pushed manifest, as oras and cosign take it."""
+    r = registry.http.head(f"{registry.url}/v2/{name}/manifests/{reference}", timeout=TIMEOUT,
+                           headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 200
+    return {"mediaType": r.headers["Content-Type"], "digest": r.headers["Docker-Content-Digest"],
+            "size": int(r.headers["Content-Length"])}
+
+
 @pytest.fixture
 def registry(tmp_path) -> Iterator[Registry]:
     r = Registry(tmp_path, "ui:\n  title: Test registry\n")
@@ -140,12 +194,14 @@ def test_browse_from_the_catalog_to_a_referrer_and_delete_a_tag(browser, registr
         r = registry.http.put(f"{registry.url}/v2/library/app/manifests/{tag}", data=amd.manifest, timeout=TIMEOUT,
                               headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
         assert r.status_code == 201
-    sig, sig_blobs = artifact(amd.manifest, SIGNATURE_TYPE, b"a signature", {"org.example.note": HOSTILE})
-    sig_digest = registry.push("library/app", sha256(sig), sig, sig_blobs)
-    sbom, sbom_blobs = artifact(amd.manifest, SBOM_TYPE, b'{"spdxVersion": "SPDX-2.3"}')
-    registry.push("library/app", sha256(sbom), sbom, sbom_blobs)
-    sbom_sig, sbom_sig_blobs = artifact(sbom, SIGNATURE_TYPE, b"a signature of the SBOM")
-    registry.push("library/app", sha256(sbom_sig), sbom_sig, sbom_sig_blobs)
+    platform = descriptor(registry, "library/app", amd.digest)
+    assert platform["digest"] == amd.digest
+    sig_digest, _ = oras_attach(tmp_path, registry, "library/app", platform, SIGNATURE_TYPE, b"a signature",
+                                {"org.example.note": HOSTILE})
+    sbom_digest, sbom = oras_attach(tmp_path, registry, "library/app", platform, SBOM_TYPE,
+                                    b'{"spdxVersion": "SPDX-2.3"}')
+    oras_attach(tmp_path, registry, "library/app", {"mediaType": OCI_MANIFEST, "digest": sbom_digest,
+                                                     "size": len(sbom)}, SIGNATURE_TYPE, b"a signature of the SBOM")
     registry.push("other/thing", "v1", amd.manifest, amd.blobs())
 
     b = browser
