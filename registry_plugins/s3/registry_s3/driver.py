@@ -93,7 +93,7 @@ class S3Driver(StorageDriver):
     """
 
     name = "s3"
-    capabilities = Capability.SERVER_COPY | Capability.REDIRECT | Capability.PAGED_LIST
+    capabilities = Capability.SERVER_COPY | Capability.REDIRECT | Capability.PAGED_LIST | Capability.FLAT_WALK
 
     def __init__(
         self,
