@@ -443,7 +443,7 @@ class _FlatWalk:
             # Directories out of place: every start of a component that ends before a "-" or ".".
             at = 0
             for depth, part in enumerate(parts):
-                for i in range(1, len(part)):
+                for i in range(1, len(part)) if "-" in part or "." in part else ():
                     if part[i] >= "/":
                         continue
                     name = rel[:at + i]
