@@ -91,6 +91,7 @@ def test_walk_is_the_contracts_order_on_out_of_place_names(s3_server: S3Server) 
     driver.delete("/top")
 
 
+@pytest.mark.slow
 def test_walk_costs_a_call_per_thousand_objects(moto_server: S3Server) -> None:
     """1,050 objects in 210 blob-like directories below 128 prefixes: 2 listing pages, where the
     base class's walk pays a listing per directory and a stat per entry."""
