@@ -45,8 +45,24 @@ def list_children(driver: StorageDriver, path: str) -> list[str]:
 
 
 def linked_digests(driver: StorageDriver, base: str) -> list[Digest]:
-    """Digests of the ``<base>/<alg>/<hex>`` directories (layer links, manifest revisions)."""
+    """Digests of the ``<base>/<alg>/<hex>`` directories (layer links, manifest revisions): one
+    walk on a driver with :attr:`Capability.FLAT_WALK` (a call per 1,000 links), else a listing
+    per algorithm directory."""
     found = []
+    if Capability.FLAT_WALK in driver.capabilities:
+        cut = len(base) + 1
+        try:
+            for info in driver.walk(base):
+                parts = info.path[cut:].split("/")
+                if len(parts) == 1 and parts[0] not in ALGORITHMS:
+                    log.warning("skipping %s: unknown digest algorithm", info.path)
+                elif len(parts) == 2 and parts[0] in ALGORITHMS:
+                    d = _digest(parts[0], parts[1], info.path)
+                    if d is not None:
+                        found.append(d)
+        except PathNotFoundError:
+            pass
+        return found
     for alg_dir in list_children(driver, base):
         algorithm = _leaf(alg_dir)
         if algorithm not in ALGORITHMS:

@@ -20,7 +20,7 @@ from registry.digests import Digest, parse_digest
 from registry.ops.layout import iter_blob_entries
 from registry.ops.quota import BASE, human_size, namespaces
 from registry.storage import paths
-from registry.storage.driver import Capability, PathNotFoundError, StorageDriver, StorageError
+from registry.storage.driver import Capability, FileInfo, PathNotFoundError, StorageDriver, StorageError
 from registry.storage.store import Store
 
 if TYPE_CHECKING:
@@ -56,22 +56,33 @@ class UsageReport:
 
 
 def _digests_under(driver: StorageDriver, base: str) -> Iterator[Digest]:
-    """The digests of ``<base>/<alg>/<hex>`` directories (link directories, named by digest)."""
+    """The digests of ``<base>/<alg>/<hex>`` directories (link directories, named by digest): one
+    walk on a driver with :attr:`Capability.FLAT_WALK`, else a listing per directory."""
+    if Capability.FLAT_WALK in driver.capabilities:
+        listing = ((info.path.rsplit("/", 2)[1], info.path) for info in _walk(driver, base)
+                   if info.path.count("/") == base.count("/") + 2)
+    else:
+        listing = ((alg_dir.rsplit("/", 1)[1], entry) for alg_dir in _list(driver, base)
+                   for entry in _list(driver, alg_dir))
+    for alg, entry in listing:
+        try:
+            yield parse_digest(f"{alg}:{entry.rsplit('/', 1)[1]}")
+        except Exception:  # not a digest: nothing the registry wrote; not counted
+            log.warning("ignoring %s: not a digest's link directory", entry)
+
+
+def _list(driver: StorageDriver, path: str) -> list[str]:
     try:
-        algorithms = driver.list(base)
+        return driver.list(path)
+    except PathNotFoundError:
+        return []
+
+
+def _walk(driver: StorageDriver, path: str) -> Iterator[FileInfo]:
+    try:
+        yield from driver.walk(path)
     except PathNotFoundError:
         return
-    for alg_dir in algorithms:
-        try:
-            entries = driver.list(alg_dir)
-        except PathNotFoundError:
-            continue
-        alg = alg_dir.rsplit("/", 1)[1]
-        for entry in entries:
-            try:
-                yield parse_digest(f"{alg}:{entry.rsplit('/', 1)[1]}")
-            except Exception:  # not a digest: nothing the registry wrote; not counted
-                log.warning("ignoring %s: not a digest's link directory", entry)
 
 
 def linked_digests(driver: StorageDriver, name: str) -> set[Digest]:
