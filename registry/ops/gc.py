@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Callable
 
 from registry.digests import Digest
-from registry.ops.layout import References, iter_blobs, iter_repositories, linked_digests, references, utc
+from registry.ops.layout import References, iter_blob_entries, iter_repositories, linked_digests, references, utc
 from registry.ops.progress import Progress
 from registry.storage import paths
 from registry.storage.driver import PathNotFoundError, StorageDriver, StorageError
@@ -313,14 +313,17 @@ class GarbageCollector:
 
     def candidates(self, marked: set[str]) -> dict[Digest, int]:
         found: dict[Digest, int] = {}
-        for scanned, d in enumerate(iter_blobs(self.driver), 1):
+        for scanned, (d, info, walked) in enumerate(iter_blob_entries(self.driver), 1):
             self.progress.update("scan blobs", scanned, extra=f"{len(found)} unreferenced")
             self.result.blobs_scanned = scanned
             if str(d) in marked:
                 continue
-            try:
-                info = self.driver.stat(paths.blob_data(d))
-            except PathNotFoundError:
+            if not walked:  # a walk's listing dated the data already (a stat's worth, fetched in bulk)
+                try:
+                    info = self.driver.stat(paths.blob_data(d))
+                except PathNotFoundError:
+                    info = None
+            if info is None:
                 continue  # a blob directory without data (being written, or quarantined)
             mod_time = utc(info.mod_time)
             if mod_time is None or mod_time >= self.cutoff:

@@ -18,7 +18,7 @@ from registry.digests import ALGORITHMS, Digest, parse_digest
 from registry.errors import DigestInvalid
 from registry.grammar import NAME_RE
 from registry.storage import paths
-from registry.storage.driver import PathNotFoundError, StorageDriver
+from registry.storage.driver import Capability, FileInfo, PathNotFoundError, StorageDriver
 from registry.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,24 @@ def list_children(driver: StorageDriver, path: str) -> list[str]:
 
 
 def linked_digests(driver: StorageDriver, base: str) -> list[Digest]:
-    """Digests of the ``<base>/<alg>/<hex>`` directories (layer links, manifest revisions)."""
+    """Digests of the ``<base>/<alg>/<hex>`` directories (layer links, manifest revisions): one
+    walk on a driver with :attr:`Capability.FLAT_WALK` (a call per 1,000 links), else a listing
+    per algorithm directory."""
     found = []
+    if Capability.FLAT_WALK in driver.capabilities:
+        cut = len(base) + 1
+        try:
+            for info in driver.walk(base):
+                parts = info.path[cut:].split("/")
+                if len(parts) == 1 and parts[0] not in ALGORITHMS:
+                    log.warning("skipping %s: unknown digest algorithm", info.path)
+                elif len(parts) == 2 and parts[0] in ALGORITHMS:
+                    d = _digest(parts[0], parts[1], info.path)
+                    if d is not None:
+                        found.append(d)
+        except PathNotFoundError:
+            pass
+        return found
     for alg_dir in list_children(driver, base):
         algorithm = _leaf(alg_dir)
         if algorithm not in ALGORITHMS:
@@ -59,9 +75,65 @@ def linked_digests(driver: StorageDriver, base: str) -> list[Digest]:
     return found
 
 
+class BlobEntry(NamedTuple):
+    """A blob directory found in the blob store, and what the listing told of its ``data`` file."""
+
+    digest: Digest
+    #: The data file as the walk saw it (size and modification time), ``None`` when it saw none.
+    data: FileInfo | None
+    #: Whether ``data`` comes from a walk (``None`` then means: no data file); else the caller stats.
+    walked: bool
+
+
 def iter_blobs(driver: StorageDriver) -> Iterator[Digest]:
-    """Every ``blobs/<alg>/<hex[:2]>/<hex>`` directory's digest, in path order, listed lazily (one
-    two-character prefix directory at a time, so memory stays bounded however many blobs)."""
+    """Every ``blobs/<alg>/<hex[:2]>/<hex>`` directory's digest, in path order, listed lazily (so
+    memory stays bounded however many blobs)."""
+    for entry in iter_blob_entries(driver):
+        yield entry.digest
+
+
+def iter_blob_entries(driver: StorageDriver) -> Iterator[BlobEntry]:
+    """:func:`iter_blobs` with what the listing knows of each blob's data. A driver with
+    :attr:`Capability.FLAT_WALK` is walked (a call per 1,000 objects, sizes and times included);
+    any other is listed one two-character prefix directory at a time (a call per directory, and
+    the caller stats what it needs)."""
+    if Capability.FLAT_WALK in driver.capabilities:
+        yield from _walk_blobs(driver)
+        return
+    for d in _list_blobs(driver):
+        yield BlobEntry(d, None, False)
+
+
+def _walk_blobs(driver: StorageDriver) -> Iterator[BlobEntry]:
+    cut = len(paths.BLOBS) + 1
+    skipped = ""  # an algorithm directory being skipped
+    pending: Digest | None = None
+    data: FileInfo | None = None
+    try:
+        for info in driver.walk(paths.BLOBS):
+            parts = info.path[cut:].split("/")
+            if len(parts) == 1:
+                skipped = "" if parts[0] in ALGORITHMS else parts[0]
+                if skipped:
+                    log.warning("skipping %s: unknown digest algorithm", info.path)
+                continue
+            if skipped and parts[0] == skipped or len(parts) < 3:
+                continue
+            if len(parts) == 3:
+                if pending is not None:
+                    yield BlobEntry(pending, data, True)
+                d = _digest(parts[0], parts[2], info.path)
+                pending, data = (d, None) if d is not None and d.hex[:2] == parts[1] else (None, None)
+            elif (len(parts) == 4 and parts[3] == "data" and not info.is_dir and pending is not None
+                  and parts[2] == pending.hex):
+                data = info
+    except PathNotFoundError:
+        pass  # no blob store (yet)
+    if pending is not None:
+        yield BlobEntry(pending, data, True)
+
+
+def _list_blobs(driver: StorageDriver) -> Iterator[Digest]:
     for alg_dir in list_children(driver, paths.BLOBS):
         algorithm = _leaf(alg_dir)
         if algorithm not in ALGORITHMS:

@@ -113,6 +113,12 @@ class Capability(enum.Flag):
     #: core lists a directory whole with :meth:`StorageDriver.list`, and keeps large listings of
     #: directories that have a modification time (a file system) to answer the next page from.
     PAGED_LIST = enum.auto()
+    #: :meth:`StorageDriver.walk` is native: it costs requests in proportion to the files below the
+    #: path (S3's ``ListObjectsV2`` without a delimiter, 1,000 keys a call), not to its directories,
+    #: and gives every file's size and modification time without a :meth:`StorageDriver.stat` each.
+    #: The maintenance commands (garbage collection, scrub, usage) then walk the blob store instead
+    #: of listing each of its directories. Without it they list directory by directory.
+    FLAT_WALK = enum.auto()
 
 
 @dataclasses.dataclass(frozen=True)

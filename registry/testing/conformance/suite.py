@@ -694,6 +694,14 @@ class DriverSuite:
             if not info.is_dir:
                 assert info.size == files[rel], info
 
+    def test_walk_orders_by_name_not_by_key(self, storage: CheckedDriver, prefix: str) -> None:
+        """Siblings by name: ``a`` before ``a-b`` and ``a.b``, although an object store's key order
+        lists ``a/...`` after them (a flat listing must put it back)."""
+        for rel in ("a-b/1", "a.b", "a/c-d/2", "a/c/3", "a0"):
+            storage.put_content(f"{prefix}/{rel}", b"x")
+        walked = [info.path[len(prefix) + 1 :] for info in storage.walk(prefix)]
+        assert walked == ["a", "a/c", "a/c/3", "a/c-d", "a/c-d/2", "a-b", "a-b/1", "a.b", "a0"]
+
     def test_walk_from_root_finds_the_prefix(self, storage: CheckedDriver, prefix: str) -> None:
         storage.put_content(f"{prefix}/file", b"x")
         walked = storage.walk("/")

@@ -93,7 +93,7 @@ class S3Driver(StorageDriver):
     """
 
     name = "s3"
-    capabilities = Capability.SERVER_COPY | Capability.REDIRECT | Capability.PAGED_LIST
+    capabilities = Capability.SERVER_COPY | Capability.REDIRECT | Capability.PAGED_LIST | Capability.FLAT_WALK
 
     def __init__(
         self,
@@ -230,6 +230,23 @@ class S3Driver(StorageDriver):
             entries += [common["Prefix"][len(prefix):] for common in page.get("CommonPrefixes", ())]
             entries.sort()  # two sorted lists, one key order
             yield from entries
+
+    def walk(self, path: str) -> Iterator[FileInfo]:
+        """A flat ``ListObjectsV2`` under the path (no delimiter, 1,000 keys a page, read as it is
+        yielded): files with their size and ``LastModified`` from the listing (no ``HEAD``), the
+        directories their keys imply, in the contract's order (see :func:`_FlatWalk`). A walk costs
+        one call per 1,000 objects below ``path``, plus one per directory that key order puts out
+        of place (``a/`` after ``a-b``), not one per directory."""
+        walk = _FlatWalk(self, self._dir_prefix(path), "" if path == "/" else path)
+        entries = walk.entries()
+        first = next(entries, None)
+        if first is None:
+            # Keys of the driver's own (an upload's tail) make a directory that holds nothing.
+            if path != "/" and not self._has_keys(self._dir_prefix(path), path):
+                raise PathNotFoundError(path=path)
+            return
+        yield first
+        yield from entries
 
     def _has_keys(self, prefix: str, path: str) -> bool:
         return bool(self.call("list_objects_v2", path, Prefix=prefix, MaxKeys=1).get("KeyCount", 0))
@@ -370,6 +387,93 @@ class S3Driver(StorageDriver):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+# -- walk ------------------------------------------------------------------------------------------
+
+
+class _FlatWalk:
+    """The entries below one key prefix in the walk's order, from a flat listing in key order.
+
+    The walk's order (depth first, parents before children, siblings by name) is key order with
+    ``/`` sorting below every other character. S3 sorts ``/`` above ``-`` and ``.``, so the keys of
+    a directory ``a`` (``a/...``) come after those of a sibling ``a-b`` or ``a.b`` although ``a``
+    comes first (:mod:`registry.storage.paging` has the same problem one level at a time). Only
+    such a directory is out of place, and only later in the listing: whenever a key has a ``-`` or
+    ``.`` after some start ``c`` of a name, the directory ``c`` (if any) must be walked first. Its
+    own flat listing (which is also how we learn whether it exists) is yielded there, and when the
+    main listing reaches its keys it starts again after the last of them (``StartAfter``).
+
+    Memory: one listing page per open listing, and the candidates that start the current key.
+    """
+
+    def __init__(self, driver: S3Driver, prefix: str, base: str) -> None:
+        self.driver, self.prefix, self.base = driver, prefix, base
+        self.last_key = ""  # the last key read from this listing
+
+    def _keys(self, start_after: str) -> Iterator[dict[str, Any]]:
+        for page in self.driver.pages(self.prefix, start_after=start_after):
+            yield from page.get("Contents", ())
+
+    def entries(self) -> Iterator[FileInfo]:
+        cut = len(self.prefix)
+        open_dirs: list[str] = []  # the directories of the last entry yielded, outermost first
+        # Candidates that start the current key: name -> the last key of its walk, "" if no directory.
+        candidates: dict[str, str] = {}
+        keys = self._keys("")
+        while True:
+            item = next(keys, None)
+            if item is None:
+                return
+            key = item["Key"]
+            self.last_key = key
+            rel = key[cut:]
+            for name in [c for c in candidates if not rel.startswith(c)]:
+                del candidates[name]
+            walked = next((c for c, last in candidates.items() if last and rel.startswith(c + "/")), None)
+            if walked is not None:
+                # Already walked out of place: go on after its last key (once; later strays are skipped).
+                start, candidates[walked] = candidates[walked], "/"
+                if start != "/":
+                    keys, self.last_key = self._keys(start), start
+                continue
+            parts = rel.split("/")
+            if not all(parts) or any(OWN in p for p in parts[:-1]):
+                continue  # no storage path (an empty or foreign component)
+            # Directories out of place: every start of a component that ends before a "-" or ".".
+            at = 0
+            for depth, part in enumerate(parts):
+                for i in range(1, len(part)) if "-" in part or "." in part else ():
+                    if part[i] >= "/":
+                        continue
+                    name = rel[:at + i]
+                    if name in candidates:
+                        continue
+                    yield from self._open(open_dirs, parts[:depth])
+                    sub = _FlatWalk(self.driver, self.prefix + name + "/", f"{self.base}/{name}")
+                    inner = sub.entries()
+                    first = next(inner, None)
+                    candidates[name] = ""
+                    if first is None:
+                        continue
+                    yield FileInfo(f"{self.base}/{name}", 0, True, None)
+                    yield first
+                    yield from inner
+                    candidates[name] = sub.last_key
+                    open_dirs[:] = name.split("/")
+                at += len(part) + 1
+            yield from self._open(open_dirs, parts[:-1])
+            if OWN not in parts[-1]:  # the driver's own keys imply directories, never files
+                yield FileInfo(f"{self.base}/{rel}", item["Size"], False, item.get("LastModified"))
+
+    def _open(self, open_dirs: list[str], parents: list[str]) -> Iterator[FileInfo]:
+        """Yield the directories of ``parents`` not yielded yet; ``open_dirs`` becomes ``parents``."""
+        same = 0
+        while same < min(len(open_dirs), len(parents)) and open_dirs[same] == parents[same]:
+            same += 1
+        for depth in range(same, len(parents)):
+            yield FileInfo(f"{self.base}/{'/'.join(parents[:depth + 1])}", 0, True, None)
+        open_dirs[:] = parents
 
 
 # -- writers ---------------------------------------------------------------------------------------
