@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import http.client
 import io
 import logging
 from collections.abc import Iterator, Mapping
@@ -701,24 +702,56 @@ class _Reader(io.RawIOBase):
 
     def __init__(self, body: Any, path: str) -> None:
         self._body, self._path = body, path
+        self._direct = _plain_http_body(body)
+        self._drained = False  # read to the end directly: urllib3 never saw those bytes
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
+        if self._direct is not None or self._drained:
+            return super().read(size)  # through readinto
         with _guard(self._path):
             return self._body.read(None if size is None or size < 0 else size)
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        fp = self._direct
+        if self._drained:
+            return 0
+        if fp is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        # Straight from the socket into the caller's buffer: through botocore and urllib3 each
+        # byte was copied three more times, which made pulls from radosgw slower than
+        # Distribution's (0.89x at 0.82 s CPU/GiB). http.client raises IncompleteRead when the
+        # connection ends before Content-Length, so a cut body is still an error.
+        with _guard(self._path):
+            n = fp.readinto(buffer)
+        if n == 0 and len(buffer):
+            self._direct, self._drained = None, True  # the connection goes back to the pool
+            with contextlib.suppress(Exception):
+                self._body._raw_stream.release_conn()
+        return n
 
     def close(self) -> None:
         if not self.closed:
             with contextlib.suppress(Exception):
                 self._body.close()
         super().close()
+
+
+def _plain_http_body(body: Any) -> Any:
+    """The http.client response under a botocore streaming body, when bytes can be read from it
+    directly: a fixed-length, unencoded body of which nothing was read yet; else None."""
+    raw = getattr(body, "_raw_stream", None)
+    fp = getattr(raw, "_fp", None)
+    if not isinstance(fp, http.client.HTTPResponse) or fp.length is None or fp.chunked:
+        return None
+    headers = getattr(raw, "headers", {}) or {}
+    if headers.get("content-encoding") or getattr(raw, "_fp_bytes_read", 1) or len(getattr(raw, "_decoded_buffer", ())):
+        return None
+    return fp
 
 
 @contextlib.contextmanager
