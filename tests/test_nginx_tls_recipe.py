@@ -5,19 +5,15 @@ serve the API over HTTPS: a blob larger than waitress's in-memory body limit pus
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
 import requests
 
+from tests.nginx import TEMP_DIRS, free_port, running_nginx
 from tests.test_cli import Serving, write
 from tests.test_cli import env as env  # noqa: F401 - the fixture: no REGISTRY_* from the machine
 from tests.tls_ca import make_pki
@@ -25,21 +21,6 @@ from tests.tls_ca import make_pki
 pytest.importorskip("registry_filesystem")
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "contrib" / "nginx" / "registry-tls.conf"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _nginx() -> str:
-    exe = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is not installed (contrib/dev/install-ceph.sh, run by install-test-deps.sh, installs it under CI)")
-        pytest.skip("nginx is not installed: contrib/dev/install-ceph.sh")
-    return exe
 
 
 def _recipe(pki, listen: str, upstream: str) -> str:
@@ -57,46 +38,29 @@ def _recipe(pki, listen: str, upstream: str) -> str:
 
 
 def test_the_tls_recipe_serves_the_registry_over_https(tmp_path, env):
-    exe = _nginx()
     pki = make_pki(tmp_path / "pki")
-    prefix = tmp_path / "nginx"
-    for sub in ("", "client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
-        (prefix / sub).mkdir(parents=True, exist_ok=True)
-        (prefix / sub).chmod(0o777)  # nginx's workers may run as nobody
     root = tmp_path / "root"
     config = write(tmp_path, "version: 0.1\n"
                    f"storage:\n  filesystem:\n    rootdirectory: {root}\n"
                    "http:\n  addr: 127.0.0.1:0\n  waitress:\n    trusted_proxy: 127.0.0.1\n"
                    "    trusted_proxy_headers: [x-forwarded-proto, x-forwarded-host, x-forwarded-for]\n")
     server = Serving(config, env)
-    proc = None
     try:
         upstream = "127.0.0.1:" + server.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1)
-        port = _free_port()
-        (prefix / "registry.conf").write_text(_recipe(pki, f"127.0.0.1:{port}", upstream))
-        (prefix / "nginx.conf").write_text(
-            f"pid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log;\nevents {{}}\n"
-            f"http {{\n  access_log off;\n  client_body_temp_path {prefix}/client_body;\n"
-            f"  proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fastcgi;\n"
-            f"  uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n"
-            f"  include {prefix}/registry.conf;\n}}\n")
-        check = subprocess.run([exe, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-                               capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen([exe, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        url = f"https://127.0.0.1:{port}"
-        with requests.Session() as http:
+        port = free_port()
+
+        def write_config(prefix: Path) -> Path:
+            (prefix / "registry.conf").write_text(_recipe(pki, f"127.0.0.1:{port}", upstream))
+            temp = "".join(f"  {name}_temp_path {prefix}/{name};\n" for name in TEMP_DIRS)
+            conf = prefix / "nginx.conf"
+            conf.write_text(f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\n"
+                            f"http {{\n  access_log off;\n{temp}  include {prefix}/registry.conf;\n}}\n")
+            return conf
+
+        with running_nginx(tmp_path / "nginx", write_config, f"https://127.0.0.1:{port}", verify=str(pki.ca)) as url, \
+                requests.Session() as http:
             http.trust_env = False
             http.verify = str(pki.ca)
-            deadline = time.monotonic() + 20
-            while True:
-                assert proc.poll() is None, f"nginx exited: {proc.stderr.read().decode(errors='replace')}"
-                with contextlib.suppress(requests.RequestException):
-                    if http.get(url + "/v2/", timeout=2).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "nginx did not answer over TLS"
-                time.sleep(0.1)
             body = os.urandom(3 * 1024 * 1024 + 7)  # over waitress's in-memory body limit, through nginx
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
             started = http.post(f"{url}/v2/tls/recipe/blobs/uploads/", timeout=10)
@@ -108,11 +72,4 @@ def test_the_tls_recipe_serves_the_registry_over_https(tmp_path, env):
             pulled = http.get(f"{url}/v2/tls/recipe/blobs/{digest}", timeout=30)
             assert pulled.status_code == 200 and pulled.content == body
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
         server.stop()

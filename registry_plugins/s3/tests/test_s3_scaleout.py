@@ -8,17 +8,16 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from registry_proc import Registry, running_registry, session
-from s3_servers import REPO, S3Server, free_port, unavailable
+from s3_servers import REPO, S3Server
+
+from tests.nginx import nginx_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -32,51 +31,6 @@ class Cluster:
         self.url, self.backends = url, backends
 
 
-@contextlib.contextmanager
-def nginx(workdir: Path, backends: list[Registry]) -> Iterator[str]:
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if exe is None:
-        unavailable("nginx is not installed: contrib/dev/install-ceph.sh")
-    prefix = workdir / "nginx"
-    prefix.mkdir(parents=True)
-    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / sub).mkdir()
-        (prefix / sub).chmod(0o777)  # nginx's workers may run as nobody
-    port = free_port()
-    servers = "\n        ".join(f"server {b.url.removeprefix('http://')};" for b in backends)
-    text = (REPO / "contrib" / "nginx" / "registry-cluster.conf").read_text()
-    conf = prefix / "nginx.conf"
-    values = {"@PREFIX@": str(prefix), "@LISTEN@": f"127.0.0.1:{port}", "@SERVERS@": servers}
-    lines = []
-    for line in text.splitlines():
-        if not line.lstrip().startswith("#"):  # the header comment names the placeholders too
-            for placeholder, value in values.items():
-                line = line.replace(placeholder, value)
-        lines.append(line)
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        with session() as s:
-            while True:
-                assert proc.poll() is None, f"nginx exited: {proc.stderr.read().decode(errors='replace')}"
-                with contextlib.suppress(requests.RequestException):
-                    if s.get(url + "/v2/", timeout=2).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "nginx did not answer"
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def cluster(rgw_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("cluster")
@@ -85,7 +39,7 @@ def cluster(rgw_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> I
     with contextlib.ExitStack() as stack:
         backends = [stack.enter_context(running_registry(workdir / f"r{i}", "rgw", options, redirect=False))
                     for i in range(3)]
-        url = stack.enter_context(nginx(workdir, backends))
+        url = stack.enter_context(nginx_cluster(workdir, [b.url.removeprefix("http://") for b in backends]))
         yield Cluster(url, backends)
 
 

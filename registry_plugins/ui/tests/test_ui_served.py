@@ -4,21 +4,18 @@ delete form served by one process is accepted by the other (``ui.secret`` shared
 
 from __future__ import annotations
 
-import contextlib
 import html
 import re
-import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ui_harness import TIMEOUT, Image, Registry, unavailable  # noqa: E402
+from ui_harness import TIMEOUT, Image, Registry  # noqa: E402
+
+from tests.nginx import nginx_cluster  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -60,59 +57,6 @@ def test_under_http_prefix(tmp_path):
         registry.stop()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def nginx(workdir: Path, backends: list[Registry]) -> Iterator[str]:
-    """contrib/nginx/registry-cluster.conf with its placeholders filled, as the S3 scale-out test runs it."""
-    exe = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
-    if exe is None:
-        unavailable("nginx is not installed: contrib/dev/install-ceph.sh")
-    prefix = workdir / "nginx"
-    for sub in ("", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / sub).mkdir(parents=True, exist_ok=True)
-        (prefix / sub).chmod(0o777)  # nginx's workers may run as nobody
-    port = _free_port()
-    values = {"@PREFIX@": str(prefix), "@LISTEN@": f"127.0.0.1:{port}",
-              "@SERVERS@": "\n        ".join(f"server {b.host};" for b in backends)}
-    lines = []
-    for line in (REPO / "contrib" / "nginx" / "registry-cluster.conf").read_text().splitlines():
-        if not line.lstrip().startswith("#"):
-            for placeholder, value in values.items():
-                line = line.replace(placeholder, value)
-        lines.append(line)
-    conf = prefix / "nginx.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        with requests.Session() as s:
-            s.trust_env = False
-            while True:
-                assert proc.poll() is None, f"nginx exited: {proc.stderr.read().decode(errors='replace')}"
-                with contextlib.suppress(requests.RequestException):
-                    if s.get(url + "/v2/", timeout=2).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "nginx did not answer"
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_behind_the_nginx_cluster_recipe(tmp_path):
     root = tmp_path / "shared-root"
     extra = f"ui:\n  secret: {'n' * 48}\n"
@@ -122,7 +66,7 @@ def test_behind_the_nginx_cluster_recipe(tmp_path):
         backends[0].push("lib/app", "v1", image.manifest, image.blobs())
         for tag in ("a", "b", "c", "d"):
             backends[1].push("lib/app", tag, image.manifest, {})
-        with nginx(tmp_path, backends) as url, requests.Session() as s:
+        with nginx_cluster(tmp_path, [b.host for b in backends]) as url, requests.Session() as s:
             s.trust_env = False
             upstreams = set()
             for tag in ("a", "b", "c", "d"):
