@@ -18,11 +18,13 @@ END = "<!-- bench-results:end -->"
 @dataclasses.dataclass
 class Target:
     """``ratio_ge``/``ratio_le``: our median over Distribution's; ``ours_le``: our median alone;
-    ``cpu_le``: also our median CPU per unit; ``none``: shown for information."""
+    ``cpu_le``: also our median CPU per unit; ``cpu_ratio_le``: also our median CPU per unit over
+    Distribution's; ``none``: shown for information."""
 
     kind: str
     value: float = 0.0
     cpu_le: float | None = None
+    cpu_ratio_le: float | None = None
 
     def describe(self, unit: str, cpu_unit: str) -> str:
         if self.kind == "ratio_ge":
@@ -35,7 +37,19 @@ class Target:
             return "-"
         if self.cpu_le is not None:
             text += f", <= {self.cpu_le:g} {cpu_unit.replace('CPU ', '')} CPU"
+        if self.cpu_ratio_le is not None:
+            text += f", CPU <= {self.cpu_ratio_le:g}x"
         return text
+
+
+def _cpu_limit(row: Row) -> float | None:
+    """The CPU per unit our median must stay under, absolute or as a share of Distribution's."""
+    if row.target.cpu_le is not None:
+        return row.target.cpu_le
+    dist = row.cpu_median("dist")
+    if row.target.cpu_ratio_le is not None and dist:
+        return row.target.cpu_ratio_le * dist
+    return None
 
 
 @dataclasses.dataclass
@@ -87,6 +101,9 @@ class Row:
         if t.cpu_le is not None:
             cpu = self.cpu_median("ours")
             ok = ok and cpu is not None and cpu <= t.cpu_le
+        if t.cpu_ratio_le is not None:
+            cpu, cpu_dist = self.cpu_median("ours"), self.cpu_median("dist")
+            ok = ok and cpu is not None and bool(cpu_dist) and cpu / cpu_dist <= t.cpu_ratio_le
         return ok
 
     def to_dict(self) -> dict:
@@ -260,7 +277,8 @@ def plot(rows: list[Row], path: Path, env: dict) -> Path | None:
                 cpu = r.cpu_median("ours")
                 if cpu is None:
                     continue
-                result = "" if r.target.cpu_le is None else "PASS" if cpu <= r.target.cpu_le else "MISS"
+                limit = _cpu_limit(r)
+                result = "" if limit is None else "PASS" if cpu <= limit else "MISS"
                 ax.annotate(f"{cpu:.3f}\n{result}".strip(), (i - width / 2, max(r.cpu["ours"])),
                             textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8,
                             color="#b00" if result == "MISS" else "#060")
@@ -270,7 +288,7 @@ def plot(rows: list[Row], path: Path, env: dict) -> Path | None:
                         color="#b00" if "MISS" in label else "#060")
         for i, r in enumerate(chosen):  # each row's own target, drawn across its pair of bars
             t = r.target.value if which == "value" and r.target.kind == "ours_le" else \
-                r.target.cpu_le if which == "cpu" else None
+                _cpu_limit(r) if which == "cpu" else None
             if t is not None:
                 ax.hlines(t, i - 0.48, i + 0.48, color="#c33", linestyle="--", linewidth=1)
                 ax.annotate(f"target {t:g}", (i + 0.48, t), fontsize=7, color="#c33", ha="right", va="bottom")

@@ -195,10 +195,10 @@ class Runner:
         if "upload" in s.only:
             rows["mono"] = self.add(report.Row(
                 "upload_mono", f"upload {s.upload_mib} MiB, monolithic (POST + PUT)", "MB/s", "higher",
-                target=report.Target("ratio_ge", 2.0), cpu_unit="CPU s/GiB"))
+                target=report.Target("ratio_ge", 2.5), cpu_unit="CPU s/GiB"))
             rows["chunked"] = self.add(report.Row(
                 "upload_chunked", f"upload {s.upload_mib} MiB in {s.chunk_mib} MiB PATCHes", "MB/s", "higher",
-                target=report.Target("ratio_ge", 2.0), cpu_unit="CPU s/GiB"))
+                target=report.Target("ratio_ge", 2.5), cpu_unit="CPU s/GiB"))
         if "download" in s.only:
             rows["download"] = self.add(report.Row(
                 "download", f"download {s.download_mib} MiB", "MB/s", "higher",
@@ -206,7 +206,7 @@ class Runner:
         if "push" in s.only:
             rows["push"] = self.add(report.Row(
                 "push_many", f"{s.push_clients} clients x {s.push_blobs} blobs of {s.push_blob_kib} KiB + manifest",
-                "s", "lower", target=report.Target("ratio_le", 0.6), cpu_unit="CPU s"))
+                "s", "lower", target=report.Target("ratio_le", 0.5), cpu_unit="CPU s"))
         servers = self.servers(0)
         try:
             blob_for_download = None
@@ -247,9 +247,9 @@ class Runner:
         s = self.s
         size, chunk = s.s3_mib * MiB, s.chunk_mib * MiB
         up = self.add(report.Row("s3_upload", f"S3 (radosgw): upload {s.s3_mib} MiB in {s.chunk_mib} MiB PATCHes",
-                                 "MB/s", "higher", target=report.Target("ratio_ge", 1.0), cpu_unit="CPU s/GiB"))
+                                 "MB/s", "higher", target=report.Target("ratio_ge", 1.5), cpu_unit="CPU s/GiB"))
         down = self.add(report.Row("s3_download", f"S3 (radosgw): download {s.s3_mib} MiB", "MB/s", "higher",
-                                   target=report.Target("ratio_ge", 1.0), cpu_unit="CPU s/GiB"))
+                                   target=report.Target("ratio_ge", 1.5), cpu_unit="CPU s/GiB"))
         ceph_dir = s.workdir / "ceph"
         ports = {"RGW_PORT": s.port_base + 90, "MON_V2_PORT": s.port_base + 91, "MON_V1_PORT": s.port_base + 92}
         env = {**os.environ, "CEPH_DIR": str(ceph_dir), "OSD_STORE": "bluestore",
@@ -300,7 +300,7 @@ class Runner:
             for conns in s.connections:
                 rows[method, conns] = self.add(report.Row(
                     f"manifest_{method.lower()}_{conns}", f"{method} manifest by tag, {conns} connections, 1 core",
-                    "req/s", "higher", target=report.Target("ratio_ge", 5.0, cpu_le=0.18), cpu_unit="CPU ms/req"))
+                    "req/s", "higher", target=report.Target("ratio_ge", 5.0, cpu_ratio_le=0.15), cpu_unit="CPU ms/req"))
         cross = self.add(report.Row(
             "manifest_get_wrk", f"GET manifest by tag, {s.connections[0]} connections, 1 core (wrk, cross-check)",
             "req/s", "higher", target=report.Target("none"), cpu_unit="CPU ms/req"))
