@@ -36,6 +36,10 @@ import re
 import threading
 from typing import Any
 
+# waitress's grammar of a chunk-size line, so that we accept what it accepts (pinned by
+# tests/test_streaming_chunked.py).
+from waitress.rfc7230 import CHUNK_EXT_RE, ONLY_HEXDIG_RE
+
 #: Bytes received and not yet read by the application, at most (one more socket read may land on
 #: top): four 1 MiB reads, so that the I/O thread can run ahead of a worker writing to disk.
 BUFFER_BYTES = 4 << 20
@@ -63,12 +67,15 @@ class BodyStream:
 
     #: What the handlers look for: a body that is neither in memory nor in a file.
     streaming_body = True
+    #: Join small queued pieces into one read (a chunked body's chunks may be a few KiB each).
+    _gather = False
 
-    def __init__(self, length: int, timeout: float) -> None:
+    def __init__(self, length: int | None, timeout: float) -> None:
+        #: The body's length, or ``None`` when it is not known before its end (chunked).
         self.length = length
-        self._remaining = length  # bytes still to come from the socket
+        self._remaining = length or 0  # bytes still to come from the socket
         self._timeout = timeout
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks: collections.deque[bytes | memoryview] = collections.deque()
         self._buffered = 0
         self._cond = threading.Condition(threading.Lock())
         self._broken = ""  # why the body ended early
@@ -87,6 +94,20 @@ class BodyStream:
     def receiving(self) -> bool:
         """Whether body bytes are still to come from the socket."""
         return self._remaining > 0 and not self._broken
+
+    def _received_all(self) -> bool:
+        return self._remaining <= 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body arrived (a reader that got ``b""`` before can tell a broken
+        connection from the body's end, which matters when :attr:`length` is ``None``)."""
+        return self._received_all() and not self._broken
+
+    @property
+    def broken(self) -> str:
+        """Why the body ended early (``""`` when it did not)."""
+        return self._broken
 
     def wants_data(self) -> bool:
         """Whether the connection should read the socket for this body now (the backpressure)."""
@@ -112,7 +133,7 @@ class BodyStream:
     def abort(self, reason: str) -> None:
         """The connection closed or failed: the body ends here."""
         with self._cond:
-            if self._remaining > 0 and not self._broken:
+            if not self._received_all() and not self._broken:
                 self._broken = reason
             self._cond.notify_all()
 
@@ -135,14 +156,16 @@ class BodyStream:
         wake = False
         with self._cond:
             while not self._chunks:
-                if self._remaining <= 0 or self._broken:
+                if self._received_all() or self._broken:
                     return b""
                 if not self._cond.wait(self._timeout) and not self._chunks:
                     self._broken = f"no body bytes for {self._timeout:g}s"
                     self._close_channel()
                     return b""
-            chunk = self._chunks.popleft()
-            if len(chunk) > size:
+            chunk: bytes | memoryview = self._chunks.popleft()
+            if self._gather and len(chunk) < size and self._chunks:
+                chunk = self._join(chunk, size)
+            elif len(chunk) > size:
                 self._chunks.appendleft(chunk[size:])
                 chunk = chunk[:size]
             self._buffered -= len(chunk)
@@ -152,7 +175,22 @@ class BodyStream:
         if wake and self._channel is not None:
             # The I/O thread stopped reading this socket: make it look at readable() again.
             self._channel.server.pull_trigger()
-        return chunk
+        return chunk if isinstance(chunk, bytes) else bytes(chunk)
+
+    def _join(self, first: bytes | memoryview, size: int) -> bytes:
+        """``first`` and the queued pieces after it, up to ``size`` bytes, as one string: one copy,
+        and one write and hash update per read however small the client's chunks (called with the
+        lock held)."""
+        parts, total = [first], len(first)
+        while self._chunks and total < size:
+            piece = self._chunks.popleft()
+            if total + len(piece) > size:
+                cut = size - total
+                self._chunks.appendleft(piece[cut:])
+                piece = piece[:cut]
+            parts.append(piece)
+            total += len(piece)
+        return b"".join(parts)
 
     def readable(self) -> bool:
         return True
@@ -178,7 +216,7 @@ class BodyStream:
         """The application answered: drop the rest of the body as it comes, or close the connection
         if the client is still waiting for leave to send it (or it broke)."""
         with self._cond:
-            if self._remaining <= 0:
+            if self._received_all():
                 return
             self._chunks.clear()
             self._buffered = 0
@@ -190,6 +228,138 @@ class BodyStream:
             self._channel.server.pull_trigger()
 
 
+#: The longest chunk-size line (with its extensions) and the most trailer bytes accepted: what a
+#: client needs is a few bytes; more is an attack on the server's memory.
+MAX_CHUNK_LINE = 4096
+MAX_TRAILER = 65536
+
+# States of the chunked decoder: a chunk-size line, chunk data, the CRLF after the data, trailer lines.
+_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+
+
+class ChunkedBodyStream(BodyStream):
+    """A request body in chunked transfer coding (RFC 9112 section 7.1), decoded by the I/O thread
+    as it arrives; its length is known at its end only (:attr:`length` is ``None``).
+
+    :attr:`complete` tells the body's end (the last chunk and the trailer section read) from a
+    connection that broke before it: ``read`` returns ``b""`` in both cases. Malformed framing ends
+    the body too (``complete`` false, :attr:`malformed` says why); what follows on the connection
+    is dropped, and the connection is closed once the application answered, since no next request
+    can be found in it. Chunk-size lines are checked as waitress checks them (its grammar from
+    ``waitress.rfc7230``); trailer fields are read and dropped, as waitress does.
+    """
+
+    _gather = True
+
+    def __init__(self, timeout: float, max_size: int) -> None:
+        super().__init__(None, timeout)
+        self._max_size = max_size  # bytes on the wire, framing included, as waitress counts them
+        self._consumed = 0
+        self._state = _SIZE
+        self._left = 0  # bytes of the current chunk still to come
+        self._line = b""  # a line begun in an earlier read
+        self._trailer = 0
+        self._finished = False
+        #: Why the framing was refused (``""`` when it was not).
+        self.malformed = ""
+        #: The body went over ``max_request_body_size``: the connection is closed at once.
+        self.too_large = False
+
+    def _received_all(self) -> bool:
+        return self._finished
+
+    @property
+    def receiving(self) -> bool:
+        # After malformed framing the connection still reads (and drops) what comes, until the
+        # application's answer has gone out.
+        return not self._finished and (not self._broken or bool(self.malformed))
+
+    def wants_data(self) -> bool:
+        return bool(self.malformed) or super().wants_data()
+
+    def feed(self, data: bytes) -> int:
+        if self._finished:
+            return 0
+        if self.malformed or self._broken:
+            return len(data)
+        pieces: list[bytes | memoryview] = []
+        size, i, error = len(data), 0, ""
+        view: memoryview | None = None
+        while i < size and not self._finished:
+            if self._state == _DATA:
+                take = min(self._left, size - i)
+                if take == size:
+                    pieces.append(data)
+                else:
+                    if view is None:
+                        view = memoryview(data)
+                    pieces.append(view[i:i + take])
+                i += take
+                self._left -= take
+                if not self._left:
+                    self._state = _DATA_END
+                continue
+            end = data.find(b"\n", i)
+            if end < 0:
+                self._line += data[i:]
+                i = size
+                if len(self._line) > (MAX_TRAILER if self._state == _TRAILER else MAX_CHUNK_LINE):
+                    error = "a chunk-size line or trailer section too long"
+                break
+            line = self._line + data[i:end] if self._line else data[i:end]
+            self._line = b""
+            i = end + 1
+            error = self._line_done(line)
+            if error:
+                break
+        self._consumed += i
+        if not error and self._consumed >= self._max_size:
+            error = f"the body exceeds max_request_body_size ({self._max_size} bytes)"
+            self.too_large = True
+        with self._cond:
+            # The read that went over the limit is dropped whole: what is stored stays under it.
+            if not self._discard and not self._broken and not self.too_large:
+                for piece in pieces:
+                    self._chunks.append(piece)
+                    self._buffered += len(piece)
+                if self._buffered >= BUFFER_BYTES:
+                    self._stalled = True
+            if error:
+                self.malformed = self._broken = error
+            self._cond.notify_all()
+        return size if error else i
+
+    def _line_done(self, line: bytes) -> str:
+        """Take one line (without its LF); returns what is wrong with it, or ``""``."""
+        if not line.endswith(b"\r"):
+            return "a line of the chunked framing not ended by CRLF"
+        line = line[:-1]
+        if self._state == _DATA_END:
+            if line:
+                return "chunk data longer than its chunk size"
+            self._state = _SIZE
+            return ""
+        if self._state == _TRAILER:
+            self._trailer += len(line) + 2
+            if self._trailer > MAX_TRAILER:
+                return "a trailer section over 64 KiB"
+            if not line:
+                self._finished = True
+            elif b":" not in line:
+                return "a trailer line that is not a field"
+            return ""
+        semi = line.find(b";")
+        if semi >= 0:
+            if not CHUNK_EXT_RE.match(line[semi:]):
+                return "an invalid chunk extension"
+            line = line[:semi]
+        if not ONLY_HEXDIG_RE.match(line) or len(line) > 16:
+            return f"an invalid chunk size {line[:20]!r}"
+        self._left = int(line, 16)
+        self._state = _DATA if self._left else _TRAILER
+        return ""
+
+
 def streaming_parser(base: type) -> type:
     """A waitress request parser class (deriving from ``base``) that streams upload bodies."""
 
@@ -198,13 +368,18 @@ def streaming_parser(base: type) -> type:
 
         def parse_header(self, header_plus: bytes) -> None:
             super().parse_header(header_plus)
-            if (self.chunked or self.content_length <= self.adj.inbuf_overflow
+            if (not (self.chunked or self.content_length > self.adj.inbuf_overflow)
                     or self.command not in _METHODS or not _UPLOAD_PATH.search(self.path)):
                 return
             if self.body_rcv is not None:
                 self.body_rcv.getbuf().close()
                 self.body_rcv = None  # the parser then completes the request with its header
-            stream = BodyStream(self.content_length, float(self.adj.channel_timeout))
+            stream: BodyStream
+            if self.chunked:
+                # Whatever its size: it is not known before the last chunk.
+                stream = ChunkedBodyStream(float(self.adj.channel_timeout), self.adj.max_request_body_size)
+            else:
+                stream = BodyStream(self.content_length, float(self.adj.channel_timeout))
             # 100 Continue goes out when the application starts reading, not from the I/O thread.
             stream.expect_continue, self.expect_continue = self.expect_continue, False
             self.stream = stream
@@ -252,6 +427,10 @@ class StreamingChannelMixin:
                 body = self._body
                 if body is not None:
                     n = body.feed(data)
+                    if getattr(body, "too_large", False):
+                        # Over the limit: no more of it is read, and no answer can be sent.
+                        self.will_close = True
+                        return False
                     if not body.receiving:
                         self._body = None
                     if n >= len(data):
@@ -315,4 +494,7 @@ class StreamingTaskMixin:
                 stream.request_done(self)
 
 
-__all__ = ["BUFFER_BYTES", "BodyStream", "StreamingChannelMixin", "StreamingTaskMixin", "streaming_parser"]
+__all__ = [
+    "BUFFER_BYTES", "BodyStream", "ChunkedBodyStream", "StreamingChannelMixin", "StreamingTaskMixin",
+    "streaming_parser",
+]

@@ -64,6 +64,17 @@ def request_body(req: falcon.Request) -> BinaryIO:
     return req.bounded_stream
 
 
+def body_length(req: falcon.Request) -> int | None:
+    """The body's ``Content-Length``; ``None`` for the server's stream of a body whose length is
+    known at its end only (chunked transfer coding: read it to its end); ``0`` when there is none."""
+    if req.content_length is not None:
+        return req.content_length
+    raw = req.env.get("wsgi.input")
+    if getattr(raw, "streaming_body", False) and raw.length is None:
+        return None
+    return 0
+
+
 @contextlib.contextmanager
 def _upload_errors(ctx: Context, req: falcon.Request, name: str, upload_id: str | None) -> Iterator[None]:
     """The protocol's error for each storage-layer upload error."""
@@ -130,7 +141,7 @@ class UploadsResource:
             # a quota, its declared size is reserved first: refused before a byte is read.
             with reservation(self.ctx.store, name, d, req.content_length or 0), \
                     _upload_errors(self.ctx, req, name, None):
-                size = self.ctx.uploads.put_blob(name, d, request_body(req), req.content_length or 0)
+                size = self.ctx.uploads.put_blob(name, d, request_body(req), body_length(req))
             _created(self.ctx, req, resp, name, d, size)
             return
         check_blob(self.ctx.store, name, None, req.content_length or 0)  # already over a limit: refuse now
@@ -255,8 +266,7 @@ class UploadResource:
         try:
             # With a quota, the blob's size is reserved before anything is stored or moved.
             with reservation(self.ctx.store, name, d, size), _upload_errors(self.ctx, req, name, upload_id):
-                total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), req.content_length or 0,
-                                                offset)
+                total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), body_length(req), offset)
         except QuotaExceededError:
             self._discard(name, upload_id)  # refused: the data goes, nothing is linked
             raise
@@ -265,8 +275,9 @@ class UploadResource:
     def _size_after(self, req: falcon.Request, name: str, upload_id: str, length: int | None,
                     offset: int | None) -> int | None:
         """The upload's size once this request's body is stored, when a quota rule limits ``name``
-        (else ``None``: nothing to check). waitress sets ``Content-Length`` of a chunked body too (it
-        dechunks it first), so the size is declared by the time a handler runs."""
+        (else ``None``: nothing to check). waitress sets ``Content-Length`` of a chunked body it
+        buffered; a chunked upload body streamed (:mod:`registry.streaming`) has none, and counts
+        as empty here: the quota is checked again when the blob is placed."""
         quota = self.ctx.store.quota
         if quota is None or not quota.applicable(name):
             return None

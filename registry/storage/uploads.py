@@ -90,10 +90,14 @@ class UploadOffsetError(UploadError):
 
 
 class UploadSizeError(UploadError):
-    """The body held fewer bytes than its ``Content-Length`` said."""
+    """The body held fewer bytes than its ``Content-Length`` said, or (``length`` ``None``) a body
+    of unknown length ended before its end (``why``)."""
 
-    def __init__(self, received: int, length: int) -> None:
-        super().__init__(f"received {received} bytes, Content-Length said {length}")
+    def __init__(self, received: int, length: int | None, why: str = "") -> None:
+        if length is None:
+            super().__init__(f"received {received} bytes, then the body ended early: {why or 'incomplete'}")
+        else:
+            super().__init__(f"received {received} bytes, Content-Length said {length}")
         self.received, self.length = received, length
         #: A hasher over the upload up to what was received, when the chunk had one.
         self.hasher: ResumableSha256 | None = None
@@ -334,11 +338,13 @@ class Uploads:
     ) -> int:
         """Append an optional last chunk, check the digest, move the data into place and link it.
 
+        ``length`` is the last chunk's length: ``0`` for none, ``None`` to read ``body`` to its end.
+
         ``offset``, when given with a body, is where the client says the last chunk starts. On a
         digest mismatch the upload is cancelled (as Distribution does) and
         :class:`DigestMismatchError` raised. Returns the blob's size.
         """
-        if body is not None and length and offset in (None, 0) and self._is_empty(name, upload_id):
+        if body is not None and length != 0 and offset in (None, 0) and self._is_empty(name, upload_id):
             # Everything in this one request: no upload data to commit, check and move.
             try:
                 size = self.put_blob(name, expected, body, length)
@@ -367,7 +373,7 @@ class Uploads:
     ) -> int:
         """Finish on a driver with turn-taking appenders and free renames (a file system)."""
         hasher, covered = None, -1
-        if body is not None and length:
+        if body is not None and length != 0:
             start, written, hasher = self._chunk(name, upload_id, body, length, offset)
             covered = start + written
         # Take the data out of every writer's reach before checking it (the driver's move waits for
@@ -401,7 +407,7 @@ class Uploads:
             try:
                 start = writer.size
                 hasher, written = None, 0
-                if body is not None and length:
+                if body is not None and length != 0:
                     if offset is not None and offset != start:
                         raise UploadOffsetError(offset, start)
                     written, hasher = self._write_chunk(name, upload_id, writer, body, length)
@@ -466,6 +472,10 @@ def _write_body(writer: FileWriter, body: BinaryIO, length: int | None,
     written = _copy(body, sink, limit=length)
     if length is not None and written != length:
         raise UploadSizeError(written, length)
+    if length is None and not getattr(body, "complete", True):
+        # A body of unknown length (the server's stream of a chunked body) that ended before its
+        # last chunk: the connection broke, or the framing was malformed.
+        raise UploadSizeError(written, None, getattr(body, "broken", ""))
     return written
 
 
