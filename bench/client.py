@@ -94,6 +94,32 @@ class RegistryClient:
             offset += n
         self.request("PUT", self._with_digest(location, digest), expect=(201,))
 
+    def upload_streamed(self, repo: str, pieces: Iterable[bytes | memoryview], digest: str,
+                        chunk: int = 32 << 10) -> None:
+        """``POST``, one ``PATCH`` in chunked transfer coding (no ``Content-Length``, ``chunk``-byte
+        chunks: what a Go client such as skopeo sends for a layer it compresses on the fly, 32 KiB
+        per ``io.Copy`` write), then an empty ``PUT``. The framing is added here, one ``send`` per
+        piece, so that the client's own cost stays small."""
+        location = self.start_upload(repo)
+        conn = self.conn
+        conn.putrequest("PATCH", location)
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        for piece in pieces:
+            view = memoryview(piece)
+            framed = []
+            for at in range(0, len(view), chunk):
+                part = view[at:at + chunk]
+                framed += [b"%x\r\n" % len(part), part, b"\r\n"]
+            conn.send(b"".join(framed))
+        conn.send(b"0\r\n\r\n")
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 202:
+            raise RuntimeError(f"PATCH {location} (chunked): {resp.status} {data[:300]!r}")
+        self.request("PUT", self._with_digest(self._relative(resp.headers["Location"]), digest), expect=(201,))
+
     def blob_exists(self, repo: str, digest: str) -> bool:
         return self.request("HEAD", f"/v2/{repo}/blobs/{digest}", expect=(200, 404)).status == 200
 

@@ -46,12 +46,14 @@ def forget_blob(server: Server, digest: str, repo: str | None = None) -> None:
 # -- uploads and downloads -------------------------------------------------------------------------
 
 
-def upload(server: Server, blob: PatternBlob, *, chunk: int | None, repo: str) -> Sample:
-    """Push ``blob`` monolithically (``chunk=None``) or in ``chunk``-byte ``PATCH``es; MB/s and CPU
-    seconds per GiB."""
+def upload(server: Server, blob: PatternBlob, *, chunk: int | None, repo: str, streamed: bool = False) -> Sample:
+    """Push ``blob`` monolithically (``chunk=None``), in ``chunk``-byte ``PATCH``es, or
+    (``streamed``) in one ``PATCH`` in chunked transfer coding; MB/s and CPU seconds per GiB."""
     with RegistryClient(server.port) as client, CpuMeter(server) as cpu:
         t0 = time.perf_counter()
-        if chunk is None:
+        if streamed:
+            client.upload_streamed(repo, blob.chunks(), blob.digest)
+        elif chunk is None:
             client.upload_monolithic(repo, blob.chunks(), blob.size, blob.digest)
         else:
             client.upload_chunked(repo, blob.chunks(chunk), blob.digest)
