@@ -371,6 +371,10 @@ def streaming_parser(base: type) -> type:
             if (not (self.chunked or self.content_length > self.adj.inbuf_overflow)
                     or self.command not in _METHODS or not _UPLOAD_PATH.search(self.path)):
                 return
+            if self.chunked and self.command == "POST" and "digest=" not in self.query:
+                # A POST that only starts an upload does not read its body: waitress's own check of
+                # the framing then answers a malformed one (400), as for any other request.
+                return
             if self.body_rcv is not None:
                 self.body_rcv.getbuf().close()
                 self.body_rcv = None  # the parser then completes the request with its header

@@ -11,11 +11,13 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from registry_filesystem import TEMP_DIR, FilesystemDriver
 from waitress.adjustments import Adjustments
 
+from registry import streaming
 from registry.app import create_app
 from registry.digests import Digest, digest_of
 from registry.plugins import create_plugin_manager
@@ -242,22 +244,25 @@ def _serving(tmp_path: Path, driver) -> Iterator[http.client.HTTPConnection]:
     """A real server (waitress, the spooling parser) over ``driver``; yields a connection to it."""
     config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
               "http": {"addr": "127.0.0.1:0"}}
-    server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
-    port = int(server.addresses[0].rsplit(":", 1)[1])
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    finally:
-        server.stop()
-        server.stop()
-        thread.join(10)
+    # Upload bodies are streamed (registry.streaming, also in chunked transfer coding): with no
+    # request streamed, their large bodies take the spooling parser, whose adoption is tested here.
+    with mock.patch.object(streaming, "_METHODS", frozenset()):
+        server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
+        port = int(server.addresses[0].rsplit(":", 1)[1])
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            yield http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        finally:
+            server.stop()
+            server.stop()
+            thread.join(10)
 
 
 def _send(conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None,
           headers: dict[str, str] | None = None) -> None:
-    """A request whose large body goes in chunked transfer coding: the server spools those (it
-    streams bodies of a known length, tests/test_streaming_uploads.py)."""
+    """A request whose large body goes in chunked transfer coding, which waitress spools decoded
+    (with streaming off, see :func:`_serving`)."""
     if body is not None and len(body) > 512 * 1024:
         conn.request(method, url, body=iter([body[:MiB], body[MiB:]]), headers=headers or {},
                      encode_chunked=True)
