@@ -8,6 +8,19 @@ carry blob bytes (``PATCH`` and ``PUT`` of ``/v2/<name>/blobs/uploads/<id>``, ``
 parser here finishes the request at the end of its header instead: the task starts at once, and its
 ``wsgi.input`` is a :class:`BodyStream` that the connection feeds as the bytes arrive.
 
+The same requests with a body in chunked transfer coding, whatever its size (a ``POST`` only with
+``?digest=``: one without it does not read its body), get a :class:`ChunkedBodyStream`: the I/O
+thread decodes the framing as the bytes arrive and feeds the chunks' data; the length is known at
+the last chunk only (``length`` is ``None``, and the application sees no ``Content-Length``). This
+is what skopeo, podman and buildah send for a layer they compress on the fly: one ``PATCH`` of
+32 KiB chunks. The stream's ``complete`` tells the body's end (last chunk and trailer read) from a
+connection that broke before it; the upload layer reads a body of unknown length to its end and
+treats an incomplete one as a short body (``SIZE_INVALID``; the upload keeps what arrived, and
+``GET`` reports it). Malformed framing ends the body the same way: the application's answer is a
+400 in the OCI error format, and then the connection is closed (nothing after can be parsed). A
+chunked body reaching ``max_request_body_size`` (counted on the wire, framing included, as waitress
+counts it) closes the connection at once; the read that reached it is not stored.
+
 Threads: waitress's I/O thread reads the socket and feeds the stream (:meth:`BodyStream.feed`); a
 worker thread runs the application, which reads it. At most :data:`BUFFER_BYTES` (plus one socket
 read) wait between the two: past that the connection stops reading the socket (TCP then slows the
@@ -21,7 +34,7 @@ the whole body (an error, say) leaves the rest to be read and dropped by the I/O
 connection can go on; a client that waits for ``100 Continue`` gets it at the first read only, and
 otherwise the connection is closed after the answer.
 
-Bodies in chunked transfer coding, and bodies up to ``inbuf_overflow``, are buffered by waitress as
+Bodies up to ``inbuf_overflow``, and all bodies of other requests, are buffered by waitress as
 before. Limits are waitress's: a ``Content-Length`` at or over ``max_request_body_size`` is refused
 with 413 before anything is read.
 
@@ -233,6 +246,9 @@ class BodyStream:
 MAX_CHUNK_LINE = 4096
 MAX_TRAILER = 65536
 
+#: The end of a chunk's data and the next chunk-size line, when it has no extensions.
+_NEXT_CHUNK = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")
+
 # States of the chunked decoder: a chunk-size line, chunk data, the CRLF after the data, trailer lines.
 _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 
@@ -296,8 +312,18 @@ class ChunkedBodyStream(BodyStream):
                     pieces.append(view[i:i + take])
                 i += take
                 self._left -= take
-                if not self._left:
+                if self._left:
+                    continue
+                # The common case, in one regex match: the CRLF after the data and a plain
+                # chunk-size line, both within this read (anything else takes the line path below).
+                m = _NEXT_CHUNK.match(data, i)
+                if m is None:
                     self._state = _DATA_END
+                    continue
+                i = m.end()
+                self._left = int(m.group(1), 16)
+                if not self._left:
+                    self._state = _TRAILER
                 continue
             end = data.find(b"\n", i)
             if end < 0:

@@ -172,6 +172,28 @@ def test_the_decoder_fed_one_byte_at_a_time() -> None:
     assert stream.read() == b"".join(pieces)
     whole = streaming.ChunkedBodyStream(5.0, 1 << 30)
     assert whole.feed(wire) == consumed and whole.read(100) == b"".join(pieces)[:100]  # joined
+    # Plain chunk-size lines (the one-match path) cut at every offset by reads of every size.
+    plain = [os.urandom(n) for n in (1, 31, 32, 33, 200, 7)]
+    wire = _framed(plain) + b"NEXT"
+    for cut in range(1, 40):
+        stream = streaming.ChunkedBodyStream(5.0, 1 << 30)
+        consumed = sum(stream.feed(wire[i:i + cut]) for i in range(0, len(wire), cut))
+        assert stream.complete and consumed == len(wire) - 4, cut
+        assert stream.read() == b"".join(plain), cut
+
+
+def test_an_unread_chunked_body_is_dropped_and_the_connection_goes_on(tmp_path: Path) -> None:
+    """The app answers without reading (an unknown upload): the I/O thread decodes and drops the
+    rest of the body, and the next request on the same connection is served."""
+    with _serving(tmp_path, FilesystemDriver(str(tmp_path / "root"))) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("PATCH", "/v2/a/blobs/uploads/00000000-0000-4000-8000-000000000000",
+                     body=iter([os.urandom(MiB) for _ in range(8)]), encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 404 and json.loads(resp.read())["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+        layer = os.urandom(2 * MiB)
+        loc = str(_call(conn, "PATCH", _start(conn), layer)[0].getheader("Location"))
+        assert _call(conn, "PUT", f"{loc}?digest={digest_of(layer)}")[0].status == 201
 
 
 @pytest.mark.parametrize(("framing", "why", "kept"), [
