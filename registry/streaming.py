@@ -12,9 +12,10 @@ The same requests with a body in chunked transfer coding, whatever its size (a `
 ``?digest=``: one without it does not read its body), get a :class:`ChunkedBodyStream`: the I/O
 thread decodes the framing as the bytes arrive and feeds the chunks' data; the length is known at
 the last chunk only (``length`` is ``None``, and the application sees no ``Content-Length``). This
-is what skopeo, podman and buildah send for a layer they compress on the fly: one ``PATCH`` of
-32 KiB chunks. The stream's ``complete`` tells the body's end (last chunk and trailer read) from a
-connection that broke before it; the upload layer reads a body of unknown length to its end and
+is what skopeo and podman (containers/image, which buildah shares) send for a layer they compress
+on the fly: one ``PATCH`` of 32 KiB chunks. The stream's ``complete`` tells the body's end (last
+chunk and trailer read) from a connection that broke before it; the upload layer reads a body of
+unknown length to its end and
 treats an incomplete one as a short body (``SIZE_INVALID``; the upload keeps what arrived, and
 ``GET`` reports it). Malformed framing ends the body the same way: the application's answer is a
 400 in the OCI error format, and then the connection is closed (nothing after can be parsed). A
