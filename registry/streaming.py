@@ -15,12 +15,12 @@ the last chunk only (``length`` is ``None``, and the application sees no ``Conte
 is what skopeo and podman (containers/image, which buildah shares) send for a layer they compress
 on the fly: one ``PATCH`` of 32 KiB chunks. The stream's ``complete`` tells the body's end (last
 chunk and trailer read) from a connection that broke before it; the upload layer reads a body of
-unknown length to its end and
-treats an incomplete one as a short body (``SIZE_INVALID``; the upload keeps what arrived, and
-``GET`` reports it). Malformed framing ends the body the same way: the application's answer is a
-400 in the OCI error format, and then the connection is closed (nothing after can be parsed). A
-chunked body reaching ``max_request_body_size`` (counted on the wire, framing included, as waitress
-counts it) closes the connection at once; the read that reached it is not stored.
+unknown length to its end and treats an incomplete one as a short body (``SIZE_INVALID``; the
+upload keeps what arrived, and ``GET`` reports it). Malformed framing ends the body the same way:
+the application's answer is a 400 in the OCI error format, and then the connection is closed
+(nothing after can be parsed). A chunked body reaching ``max_request_body_size`` (counted on the
+wire, framing included, as waitress counts it) closes the connection at once; the read that reached
+it is not stored.
 
 Threads: waitress's I/O thread reads the socket and feeds the stream (:meth:`BodyStream.feed`); a
 worker thread runs the application, which reads it. At most :data:`BUFFER_BYTES` (plus one socket
