@@ -345,6 +345,13 @@ def test_waitress_internals_used_for_chunked_bodies() -> None:
     assert parser.chunked and parser.completed and parser.body_rcv is None and parser.error is None
     assert "TRANSFER_ENCODING" not in parser.headers and "CONTENT_LENGTH" not in parser.headers
     assert isinstance(parser.get_body_stream(), streaming.ChunkedBodyStream)
+    assert {"max_request_body_size", "channel_timeout", "inbuf_overflow"} <= set(dict(Adjustments._params))
+    # A POST streams only with ?digest= (parser.query); one that just starts an upload is waitress's.
+    for query, streamed in ((b"?digest=sha256:x", True), (b"", False)):
+        parser = streaming.streaming_parser(HTTPRequestParser)(Adjustments())
+        parser.received(b"POST /v2/a/blobs/uploads/%s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" % query)
+        assert parser.query == query[1:].decode() and (parser.stream is not None) == streamed
+        assert parser.completed == streamed and (parser.body_rcv is None) == streamed
 
 
 # -- a real client ------------------------------------------------------------------------------
