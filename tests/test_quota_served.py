@@ -148,8 +148,8 @@ def test_concurrent_pushes_over_admit_at_most_the_pushes_in_flight(tmp_path) -> 
 
 
 def test_chunked_patch_over_the_limit(tmp_path) -> None:
-    """A chunked PATCH (no Content-Length from the client): waitress dechunks it and says its length,
-    so it is refused on its size, and the upload with what it had is discarded."""
+    """A chunked PATCH (no Content-Length from the client): streamed, its size known once stored
+    (registry.streaming), then refused on its size, and the upload with what it had is discarded."""
     rules = {"quotas": [{"pattern": "chunked", "limit": 50_000}]}
     with serve(tmp_path / "root", tmp_path / "srv", rules) as url, pushing.session() as s:
         r = s.post(f"{url}/v2/chunked/blobs/uploads/", timeout=30)

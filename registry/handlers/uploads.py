@@ -235,6 +235,13 @@ class UploadResource:
         # The offset is checked by the writer that appends: no other request can slip in between.
         with _upload_errors(self.ctx, req, name, upload_id):
             new_size = self.ctx.uploads.append(name, upload_id, body, length, offset)
+        if size is not None and length is None:
+            # A streamed chunked body: its size is known only now that it is stored.
+            try:
+                check_blob(self.ctx.store, name, None, new_size)
+            except QuotaExceededError:
+                self._discard(name, upload_id)
+                raise
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, new_size)
 
@@ -277,7 +284,8 @@ class UploadResource:
         """The upload's size once this request's body is stored, when a quota rule limits ``name``
         (else ``None``: nothing to check). waitress sets ``Content-Length`` of a chunked body it
         buffered; a chunked upload body streamed (:mod:`registry.streaming`) has none, and counts
-        as empty here: the quota is checked again when the blob is placed."""
+        as empty here: a ``PATCH`` checks the size once the body is stored, and the blob's size is
+        checked again when it is placed."""
         quota = self.ctx.store.quota
         if quota is None or not quota.applicable(name):
             return None
