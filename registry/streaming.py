@@ -353,6 +353,9 @@ class ChunkedBodyStream(BodyStream):
                     self._stalled = True
             if error:
                 self.malformed = self._broken = error
+                if self._discard:
+                    # The application has answered: nobody is left to close the connection after.
+                    self._close_channel()
             self._cond.notify_all()
         return size if error else i
 

@@ -194,6 +194,12 @@ def test_an_unread_chunked_body_is_dropped_and_the_connection_goes_on(tmp_path: 
         layer = os.urandom(2 * MiB)
         loc = str(_call(conn, "PATCH", _start(conn), layer)[0].getheader("Location"))
         assert _call(conn, "PUT", f"{loc}?digest={digest_of(layer)}")[0].status == 201
+        # Malformed framing after the answer: the connection is closed, nothing after it parsed.
+        sock = _raw(port, _head("PATCH", "/v2/a/blobs/uploads/00000000-0000-4000-8000-000000000000"),
+                    b"%x\r\n" % MiB + os.urandom(MiB) + b"\r\n")
+        assert _response(sock).startswith(b"HTTP/1.1 404 ")
+        sock.sendall(b"zz\r\n" + b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"HTTP/1.1 200" not in _until_closed(sock)
 
 
 @pytest.mark.parametrize(("framing", "why", "kept"), [
