@@ -410,7 +410,10 @@ def streaming_parser(base: type) -> type:
                 self.body_rcv = None  # the parser then completes the request with its header
             stream: BodyStream
             if self.chunked:
-                # Whatever its size: it is not known before the last chunk.
+                # Whatever its size: it is not known before the last chunk. A Content-Length sent
+                # with it is void (RFC 9112 section 6.3); waitress replaces it with the decoded
+                # length, which is not known here.
+                self.headers.pop("CONTENT_LENGTH", None)
                 stream = ChunkedBodyStream(float(self.adj.channel_timeout), self.adj.max_request_body_size)
             else:
                 stream = BodyStream(self.content_length, float(self.adj.channel_timeout))

@@ -346,7 +346,7 @@ def test_waitress_internals_used_for_chunked_bodies() -> None:
     assert ONLY_HEXDIG_RE.match(b"1aF") and not ONLY_HEXDIG_RE.match(b"1g") and not ONLY_HEXDIG_RE.match(b"")
     assert CHUNK_EXT_RE.match(b';a=b;c="d e"') and not CHUNK_EXT_RE.match(b" ;a") and not CHUNK_EXT_RE.match(b";=")
     parser = streaming.streaming_parser(HTTPRequestParser)(Adjustments())
-    head = b"PATCH /v2/a/blobs/uploads/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"PATCH /v2/a/blobs/uploads/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert parser.received(head + b"5\r\n") == len(head)
     assert parser.chunked and parser.completed and parser.body_rcv is None and parser.error is None
     assert "TRANSFER_ENCODING" not in parser.headers and "CONTENT_LENGTH" not in parser.headers
@@ -436,3 +436,17 @@ def test_skopeo_pushes_compressed_layers_chunked_through_the_stream(
     assert spools == [] and driver.adopted == 0
     config_and_manifest = driver.written - sum(map(len, layers))
     assert 0 < config_and_manifest < 4096
+
+
+def test_a_content_length_beside_chunked_is_ignored(tmp_path: Path) -> None:
+    """Transfer-Encoding wins over Content-Length (RFC 9112 section 6.3): the whole decoded body is
+    stored, not the first Content-Length bytes of it."""
+    layer = os.urandom(2 * MiB)
+    with _serving(tmp_path, FilesystemDriver(str(tmp_path / "root"))) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        loc = _start(conn)
+        sock = _raw(port, _head("PATCH", _path(loc), Content_Length="5"), _framed([layer[:MiB], layer[MiB:]]))
+        answer = _response(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 202 ") and f"Range: 0-{len(layer) - 1}".encode() in answer
+        assert _call(conn, "PUT", f"{_path(loc)}?digest={digest_of(layer)}")[0].status == 201
