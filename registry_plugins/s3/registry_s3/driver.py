@@ -21,6 +21,9 @@ How the contract maps onto S3 (the same design as the test tree's in-memory mode
   file never needs more than S3's 10,000 parts.
 - :meth:`S3Driver.move` is one ``CopyObject`` (a multipart ``UploadPartCopy`` above
   ``multipartcopythresholdsize``) and a delete: no byte passes through the registry.
+- **Signing**: an appending writer's parts are sent as ``UNSIGNED-PAYLOAD`` (see
+  :func:`allow_unsigned_parts`): they hold an upload's data, which the registry hashes in full
+  before it becomes a blob. Every other body keeps its SHA-256 in the signature.
 """
 
 from __future__ import annotations
