@@ -19,6 +19,11 @@ How the contract maps onto S3 (the same design as the test tree's in-memory mode
   the committed bytes anyway: ETags are never taken for digests.
 - **Part sizes** start at ``chunksize`` and grow with the offset (see :func:`part_size`) so that a
   file never needs more than S3's 10,000 parts.
+- **Parts in the background**: once a writer holds two parts it sends the first from a thread of
+  :meth:`S3Driver.part_pool` and goes on receiving; one part per writer is in flight at most (three
+  parts in memory). A part that fails in flight goes back in front of the buffer, as if never sent:
+  the next write raises, and close/commit send those bytes again, so what a writer keeps is always
+  the bytes it was given, in order, without holes.
 - :meth:`S3Driver.move` is one ``CopyObject`` (a multipart ``UploadPartCopy`` above
   ``multipartcopythresholdsize``) and a delete: no byte passes through the registry.
 - **Signing**: an appending writer's parts are sent as ``UNSIGNED-PAYLOAD`` (see
