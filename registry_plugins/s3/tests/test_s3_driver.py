@@ -84,6 +84,39 @@ def test_chunks_become_parts_and_small_rests_wait_in_the_tail(driver: S3Driver, 
     assert client.list_objects_v2(Bucket=driver.bucket).get("KeyCount", 0) == 0
 
 
+def test_only_an_uploads_parts_go_unsigned(driver: S3Driver, s3_server: S3Server) -> None:
+    """An appending writer's parts (an upload's data, hashed again by the registry before it becomes
+    a blob) are sent as UNSIGNED-PAYLOAD over plain HTTP, and the store takes them; a fresh
+    writer's parts and every other body keep their SHA-256 in the signature."""
+    sent: list[tuple[str, str]] = []
+
+    def record(request, event_name: str, **_) -> None:
+        header = request.headers.get("X-Amz-Content-SHA256", b"")
+        sent.append((event_name.rsplit(".", 1)[-1], header.decode() if isinstance(header, bytes) else header))
+
+    driver.client.meta.events.register("before-send.s3", record)
+    data = [os.urandom(5 * MiB + 1), os.urandom(MIN_PART), os.urandom(11 * MiB)]
+    driver.put_content("/up/data", b"")
+    writer = driver.writer("/up/data", append=True)
+    writer.write(data[0])
+    writer.close()
+    writer = driver.writer("/up/data", append=True)
+    writer.write(data[1])
+    writer.commit()
+    with driver.writer("/fresh") as fresh:  # 11 MiB at 5 MiB parts: a multipart upload of its own
+        fresh.write(data[2])
+        fresh.commit()
+    driver.client.meta.events.unregister("before-send.s3", record)
+    assert driver.get_content("/up/data") == data[0] + data[1]
+    assert driver.get_content("/fresh") == data[2]
+    parts = [h for op, h in sent if op == "UploadPart"]
+    assert parts[:2] == ["UNSIGNED-PAYLOAD"] * 2 and len(parts) == 4
+    assert all(len(h) == 64 for h in parts[2:])  # the fresh writer's: hex SHA-256
+    assert all(h != "UNSIGNED-PAYLOAD" for op, h in sent if op != "UploadPart")
+    driver.delete("/up")
+    driver.delete("/fresh")
+
+
 def test_a_second_writer_of_one_upload_conflicts(driver: S3Driver) -> None:
     path = "/up/data"
     driver.put_content(path, b"")
