@@ -96,8 +96,8 @@ class FilesystemDriver(StorageDriver):
 
     name = "filesystem"
     #: Appending in place under ``flock`` (across processes), renames that copy nothing, and readers
-    #: that see an upload's data as it grows.
-    capabilities = Capability.RENAME | Capability.READ_UNCOMMITTED | (
+    #: that see an upload's data as it grows; small reads from the local page cache.
+    capabilities = Capability.RENAME | Capability.READ_UNCOMMITTED | Capability.LOCAL_READS | (
         Capability.EXCLUSIVE_APPEND if fcntl is not None else Capability.NONE  # flock: not on Windows
     )
 
