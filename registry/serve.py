@@ -30,6 +30,7 @@ from waitress.buffers import OverflowableBuffer
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import build_http_date
 
 from registry.config import drain_timeout, http_addr, http_net, http_prefix, parse_addr
 from registry.handlers.base import API_VERSION_HEADER
@@ -157,6 +158,29 @@ class _Task(StreamingTaskMixin, WSGITask):
             self.channel.hold_next_write = True
         super().write(data)
 
+    def build_response_header(self) -> bytes:
+        # waitress formats the Date header afresh for every response (time.gmtime and a format
+        # string: 2% of a manifest GET); it only changes once a second.
+        headers = self.response_headers
+        for key, _ in headers:
+            if key.lower() == "date":
+                break
+        else:
+            headers.append(("Date", _http_date(int(self.start_time))))
+        return super().build_response_header()
+
+
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date(second: int) -> str:
+    """waitress's ``build_http_date``, remembered for the current second."""
+    global _date_cache
+    cached = _date_cache
+    if cached[0] != second:
+        cached = _date_cache = (second, build_http_date(second))
+    return cached[1]
+
 
 def _voluntary_switches() -> int:
     """How often the calling thread has given up the CPU to wait (Linux's ``RUSAGE_THREAD``; 0
@@ -185,6 +209,10 @@ class _SmallReads:
         #: The thread running the event loop (set by :meth:`Server.run`).
         self.io_thread: int | None = None
         self.paused_until = 0.0
+        #: The loop thread's voluntary context switches when it first served a request itself in
+        #: this turn of the loop (``None`` until then; :meth:`Server.run` resets it every turn,
+        #: after the turn's wait in ``select``, which is one): one ``getrusage`` per turn, not per request.
+        self.switches: int | None = None
 
     def accepts(self, channel: Any) -> bool:
         """Whether the I/O thread serves ``channel``'s next request (``channel.requests[0]``) now."""
@@ -203,12 +231,18 @@ class _SmallReads:
             path = path[len(self.url_prefix):]
         return self.is_small_read(request.command, path)
 
-    def waited(self, seconds: float, switches_before: int) -> bool:
+    def turn_started(self) -> None:
+        """A turn of the loop served a request itself: remember the thread's switches, once."""
+        if self.switches is None:
+            self.switches = _voluntary_switches()
+
+    def waited(self, seconds: float) -> bool:
         """After a request that took ``seconds`` (over :data:`INLINE_SLOW_SECONDS`): pause the
-        policy if the thread gave up the CPU since it had made ``switches_before`` voluntary
-        context switches. Returns whether it paused."""
-        if _voluntary_switches() == switches_before:
+        policy if the thread gave up the CPU since :meth:`turn_started`. Returns whether it paused."""
+        now = _voluntary_switches()
+        if self.switches is None or now == self.switches:
             return False
+        self.switches = now
         self.paused_until = time.monotonic() + INLINE_PAUSE_SECONDS
         log.warning("a request on the I/O thread waited %.1f ms: small reads go to worker threads for %gs",
                     seconds * 1000, INLINE_PAUSE_SECONDS)
@@ -300,7 +334,7 @@ class _Channel(StreamingChannelMixin, HTTPChannel):
         # Outside received()'s requests_lock, which service() takes. service() pops the request it
         # served and hands on the next, if any: through _SmallReads again, which may mark it too.
         small_reads: _SmallReads = self.server.small_reads
-        switches = _voluntary_switches()
+        small_reads.turn_started()
         try:
             while self.inline_next:
                 self.inline_next = False
@@ -313,8 +347,8 @@ class _Channel(StreamingChannelMixin, HTTPChannel):
                     self.will_close = True
                     return
                 elapsed = time.perf_counter() - started
-                if elapsed > INLINE_SLOW_SECONDS and small_reads.waited(elapsed, switches):
-                    switches = _voluntary_switches()
+                if elapsed > INLINE_SLOW_SECONDS:
+                    small_reads.waited(elapsed)
         finally:
             self.inline_run = 0
 
@@ -534,10 +568,13 @@ class Server:
 
     def run(self) -> None:
         """Serve until :meth:`stop` is called, then drain and close everything."""
-        if self._small_reads is not None:
-            self._small_reads.io_thread = threading.get_ident()
+        small_reads = self._small_reads
+        if small_reads is not None:
+            small_reads.io_thread = threading.get_ident()
         try:
             while not self._stop_requested:
+                if small_reads is not None:
+                    small_reads.switches = None
                 wasyncore.loop(
                     timeout=min(_POLL_SECONDS, self._adj.asyncore_loop_timeout),
                     map=self._map,

@@ -4,11 +4,14 @@ body and errors keep the OCI format, that events and request reports still fire,
 which waits sends everything back to the worker threads instead of stalling other connections.
 
 A real server on a loopback port, with the registry's app on the filesystem driver; the slow
-storage is ``tests/faulty.py``'s latency (a real disk cannot be made slow on demand).
+storage is ``tests/faulty.py``'s latency (a real disk cannot be made slow on demand). Also the
+other per-request savings: one Date header per response, and the filesystem driver's reads that
+stop at a short read.
 """
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import socket
@@ -29,6 +32,7 @@ from tests.conftest import Pusher
 from tests.objstore import ObjectStoreDriver
 
 pytest.importorskip("registry_filesystem")
+from registry_filesystem.driver import _READ_SIZE as READ_SIZE  # noqa: E402
 from registry_filesystem.driver import FilesystemDriver  # noqa: E402
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
@@ -237,3 +241,39 @@ def test_storage_that_waits_sends_small_reads_back_to_the_workers(serve, tmp_pat
         c.close()
     threads = [t for _, _, t in recorder.finished[-3:]]
     assert threads[0] == "io-loop" and "io-loop" not in threads[1:]
+
+
+def _dated_app(environ: dict, start_response: Any) -> list[bytes]:
+    headers = [("Content-Length", "2")]
+    if environ["PATH_INFO"] == "/dated":
+        headers.append(("date", "Mon, 01 Jan 2024 00:00:00 GMT"))
+    start_response("200 OK", headers)
+    return [b"ok"]
+
+
+def test_one_date_header_per_response_current_or_the_apps() -> None:
+    served = Served(_dated_app, {"version": "0.1", "storage": {"inmemory": None}, "http": {"addr": "127.0.0.1:0"}})
+    try:
+        conn = served.connect()
+        for path in ("/plain", "/plain", "/dated"):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            assert r.read() == b"ok"
+            dates = r.headers.get_all("Date")
+            assert dates is not None and len(dates) == 1
+            if path == "/dated":
+                assert dates == ["Mon, 01 Jan 2024 00:00:00 GMT"]
+            else:
+                sent = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+                assert abs(sent - time.time()) < 5
+        conn.close()
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize("size", [0, 1, 71, READ_SIZE - 1, READ_SIZE, READ_SIZE + 1, 3 * READ_SIZE])
+def test_get_content_reads_whole_files_of_any_size(tmp_path, size) -> None:
+    driver = FilesystemDriver(str(tmp_path))
+    data = bytes(i % 251 for i in range(size))
+    driver.put_content("/a/file", data)
+    assert driver.get_content("/a/file") == data

@@ -132,6 +132,10 @@ class FilesystemDriver(StorageDriver):
             chunks = []
             while chunk := os.read(fd, _READ_SIZE):
                 chunks.append(chunk)
+                if len(chunk) < _READ_SIZE:
+                    # A regular file's read comes up short only at its end: the read that would
+                    # return b"" is one system call more on every tag link and manifest read.
+                    break
         except IsADirectoryError:  # os.open opens a directory; reading it fails
             raise PathNotFoundError(path=path) from None
         finally:
