@@ -244,8 +244,9 @@ class _SmallReads:
             return False
         self.switches = now
         self.paused_until = time.monotonic() + INLINE_PAUSE_SECONDS
-        log.warning("a request on the I/O thread waited %.1f ms: small reads go to worker threads for %gs",
-                    seconds * 1000, INLINE_PAUSE_SECONDS)
+        # At info: under mixed load (workers holding the GIL) this is routine, not a fault.
+        log.info("a request on the I/O thread waited %.1f ms: small reads go to worker threads for %gs",
+                 seconds * 1000, INLINE_PAUSE_SECONDS)
         return True
 
     def install(self, listener: Any) -> None:

@@ -277,3 +277,32 @@ def test_get_content_reads_whole_files_of_any_size(tmp_path, size) -> None:
     data = bytes(i % 251 for i in range(size))
     driver.put_content("/a/file", data)
     assert driver.get_content("/a/file") == data
+
+
+def test_a_client_that_does_not_read_a_large_manifest_stalls_only_itself(serve) -> None:
+    served, pusher, recorder = serve()
+    big_d, big = pusher.image("big/one", "v1", extra={"annotations": {"filler": "x" * (3 << 20)}})
+    small_d, _ = pusher.image("small/one", "v1")
+    recorder.finished.clear()
+    # Pipelined GETs of a 3 MiB manifest and a client that reads none of it: the responses wait in
+    # the connection's buffer (the next request is not even read until it drains) ...
+    request = f"GET /v2/big/one/manifests/v1 HTTP/1.1\r\nHost: x\r\nAccept: {OCI}\r\n\r\n".encode()
+    stalled = socket.create_connection(("127.0.0.1", served.port), timeout=10)
+    stalled.sendall(request * 3)
+    time.sleep(0.3)
+    # ... while another connection is answered at once, many times.
+    conn = served.connect()
+    started = time.monotonic()
+    for _ in range(20):
+        conn.request("GET", "/v2/small/one/manifests/v1", headers={"Accept": OCI})
+        r = conn.getresponse()
+        assert r.status == 200 and r.getheader("Docker-Content-Digest") == small_d
+        r.read()
+    assert time.monotonic() - started < 2.0
+    conn.close()
+    # Then the slow reader gets its three responses, whole and in order.
+    f = stalled.makefile("rb")
+    for _ in range(3):
+        status, headers, body = _read_response(f, "GET")
+        assert status == 200 and headers["docker-content-digest"] == big_d and body == big
+    stalled.close()
