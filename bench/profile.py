@@ -4,11 +4,12 @@
     .venv/bin/python -m bench.profile upload_mono [--seconds 20] [--native] [--top 25]
 
 Workloads: ``upload_mono``, ``upload_chunked``, ``download``, ``manifest_get``, ``manifest_head``,
-``push``. The server runs on its own data root (port 5250); py-spy samples every thread that is
-running (not idle) at 200 Hz, for as long as the workload loops (bounded by ``--seconds`` and a
-repeat count). The summary lists functions by *self* share (the frame that was on CPU) and by
-*total* share (anywhere on the stack), as percentages of all samples, and the raw collapsed stacks
-are kept in ``bench/.work/profile-<workload>.txt`` (open them with speedscope or flamegraph.pl).
+``push``. The server runs on its own data root (port ``BENCH_PORT_BASE`` + 50, 5250 by default);
+py-spy samples every thread that is running (not idle) at 200 Hz, for as long as the workload
+loops (bounded by ``--seconds`` and a repeat count). The summary lists functions by *self* share
+(the frame that was on CPU) and by *total* share (anywhere on the stack), as percentages of all
+samples, and the raw collapsed stacks are kept in ``bench/.work/profile-<workload>.txt`` (open
+them with speedscope or flamegraph.pl).
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(root, ignore_errors=True)
     cpus = "1" if args.workload.startswith("manifest") else None
     out = work / f"profile-{args.workload}.txt"
-    with Server("ours", root, 5250, work / "logs", cpus=cpus) as server:
+    port = int(os.environ.get("BENCH_PORT_BASE", "5200")) + 50
+    with Server("ours", root, port, work / "logs", cpus=cpus) as server:
         cmd = [pyspy, "record", "--pid", str(server.pid), "--rate", str(args.rate), "--format", "raw",
                "--output", str(out), "--duration", str(int(args.seconds + 30)), "--nonblocking"]
         if args.native:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,7 +53,7 @@ from registry.proxy import PullThroughCache, proxy_settings
 from registry.routes import Route, check_route
 from registry.routing import NAME_RE, ROUTES, TEMPLATES, RegexRouter
 from registry.storage.checked import checked
-from registry.storage.driver import StorageDriver, StorageError
+from registry.storage.driver import Capability, StorageDriver, StorageError
 from registry.storage.purge import purger_for
 from registry.storage.store import QuotaExceededError, Store
 from registry.storage.uploads import Uploads
@@ -64,6 +65,13 @@ STREAM_BLOCK_SIZE = 1 << 20
 
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+#: The bodiless requests answered from a few small reads and no other I/O, by method: the version
+#: check, a manifest by tag or digest, and a blob's ``HEAD`` (its ``GET`` streams the blob).
+_SMALL_READS: Mapping[str, re.Pattern[str]] = {
+    "GET": re.compile(r"/v2/?|/v2/.+/manifests/[^/]*"),
+    "HEAD": re.compile(r"/v2/?|/v2/.+/(?:manifests|blobs)/[^/]*"),
+}
 
 
 class RegistryApp(falcon.App):
@@ -82,6 +90,19 @@ class RegistryApp(falcon.App):
     debug_app: falcon.App
     #: The health checks served at ``/debug/health`` (the built-in storage check and the plugins').
     health_checks: list[HealthCheck]
+    #: Whether this configuration answers the requests :meth:`is_small_read` names without
+    #: waiting on anything but a local file system (see :func:`_answers_small_reads_locally`).
+    small_reads_local: bool = False
+
+    def is_small_read(self, method: str, path: str) -> bool:
+        """Whether a bodiless ``method`` on ``path`` (below the mount point) is one the app answers
+        in microseconds, without a network or a plugin in the way: ``False`` unless
+        :attr:`small_reads_local`, and then for ``GET /v2/``, manifest ``GET``/``HEAD`` and blob
+        ``HEAD``. :mod:`registry.serve` runs these on its I/O thread."""
+        if not self.small_reads_local:
+            return False
+        pattern = _SMALL_READS.get(method)
+        return pattern is not None and pattern.fullmatch(path) is not None
 
     def _init_lifecycle(self, services: Iterable[Any]) -> None:
         #: What runs beside the requests (upload purging, periodic checks): ``start()``, ``stop(timeout)``.
@@ -153,6 +174,8 @@ class RegistryApp(falcon.App):
                         log.error("plugin %s returned a non-callable from registry_wsgi_middleware", impl.plugin_name)
                         continue
                     wsgi = wrapped
+            if wsgi is not self:
+                self.small_reads_local = False  # a plugin's middleware may do anything on every request
             self._wsgi = wsgi
         return self._wsgi
 
@@ -476,6 +499,19 @@ def _new_falcon_app(cls: type[falcon.App], pm: pluggy.PluginManager, middleware:
     return app
 
 
+def _answers_small_reads_locally(ctx: Context, checks: list[HealthCheck]) -> bool:
+    """Whether every step of a small read (see :meth:`RegistryApp.is_small_read`) is known to be
+    quick: a driver that declares :attr:`Capability.LOCAL_READS`, no access controller (a token
+    or htpasswd check may cost milliseconds of CPU), no ``registry_authorize`` implementation (it
+    may ask a remote service), no pull-through cache (a miss fetches from the upstream) and only
+    periodic health checks (the API's health gate runs the others on every request). Event and
+    request-finished hooks are allowed: their contract is to queue slow work and to stay cheap."""
+    return (Capability.LOCAL_READS in ctx.store.driver.capabilities
+            and ctx.access is None and ctx.proxy is None
+            and not ctx.pm.hook.registry_authorize.get_hookimpls()
+            and all(isinstance(c.check, PeriodicCheck) for c in checks))
+
+
 def create_app(
     config: Mapping[str, Any], pm: pluggy.PluginManager, *, driver: StorageDriver | None = None
 ) -> RegistryApp:
@@ -527,6 +563,7 @@ def create_app(
     app: RegistryApp = _new_falcon_app(RegistryApp, pm, _middleware(pm, config, checks, ctx.proxy))
     app.registry_context = ctx
     app.health_checks = checks
+    app.small_reads_local = _answers_small_reads_locally(ctx, checks)
     resources = {
         "base": BaseResource(ctx),
         "catalog": CatalogResource(ctx),

@@ -58,13 +58,16 @@ class RegexRouter:
 # Routes capture a loose name (anything), so that a malformed name gets NAME_INVALID rather than
 # a 404 for an unknown path; responders validate it with NAME_RE before touching storage.
 ROUTES: list[tuple[str, str]] = [
+    # First, as the most requested (a pull is mostly manifest GETs and HEADs, and routes are tried
+    # in order: 0.8 us saved per request). It matches nothing the routes after it match, but for
+    # our repository delete below, which it leaves alone.
+    ("manifest", rf"/v2/(?!_repositories/){_ANY_NAME}/manifests/(?P<reference>[^/]*)"),
     ("base", r"/v2/?"),
     ("catalog", r"/v2/_catalog"),
     # Ours: repository delete. Before the OCI routes, which would take "a/manifests/b" for their
     # own; no OCI name starts with "_", so it can never shadow one of them.
     ("repository", rf"/v2/_repositories/{_ANY_NAME}"),
     ("tags", rf"/v2/{_ANY_NAME}/tags/list"),
-    ("manifest", rf"/v2/{_ANY_NAME}/manifests/(?P<reference>[^/]*)"),
     ("upload", rf"/v2/{_ANY_NAME}/blobs/uploads/(?P<upload_id>[^/]+)"),
     ("uploads", rf"/v2/{_ANY_NAME}/blobs/uploads/?"),
     ("blob", rf"/v2/{_ANY_NAME}/blobs/(?P<digest>[^/]*)"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import resource
 import signal
 import ssl
 import sys
@@ -29,6 +30,7 @@ from waitress.buffers import OverflowableBuffer
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import build_http_date
 
 from registry.config import drain_timeout, http_addr, http_net, http_prefix, parse_addr
 from registry.handlers.base import API_VERSION_HEADER
@@ -38,6 +40,8 @@ from registry.streaming import StreamingChannelMixin, StreamingTaskMixin, stream
 from registry.tls import tls_context, tls_settings
 
 log = logging.getLogger(__name__)
+
+_RUSAGE_THREAD: int | None = getattr(resource, "RUSAGE_THREAD", None)
 
 #: Our defaults where waitress's do not suit a registry: its body cap of 1 GiB breaks layer pushes,
 #: and its 8 KiB socket reads cost one turn of the event loop (and one append to the request's
@@ -55,6 +59,17 @@ SEND_CHUNK = 1 << 20
 
 #: Worker threads of the debug listener: health probes and metrics scrapes, one or two at a time.
 DEBUG_THREADS = 2
+
+#: A request served on the I/O thread (:class:`_SmallReads`) that takes longer than this, in wall
+#: time, *and* waited (the thread gave up the CPU: a read from a cold disk or a network file
+#: system, a lock) sends small reads back to the worker threads for :data:`INLINE_PAUSE_SECONDS`:
+#: storage that stalls stalls one request's worth of every connection, not more. Time lost to
+#: preemption by other processes (a busy machine) is not waiting and does not count.
+INLINE_SLOW_SECONDS = 0.002
+INLINE_PAUSE_SECONDS = 5.0
+#: The most requests of one connection (pipelined in one read) the I/O thread serves in a row; the
+#: rest go to a worker, so that one client cannot keep the loop from the others.
+INLINE_RUN = 16
 
 # How often the serving loop looks at the stop flag, and how often it checks on draining connections.
 _POLL_SECONDS = 0.5
@@ -143,6 +158,117 @@ class _Task(StreamingTaskMixin, WSGITask):
             self.channel.hold_next_write = True
         super().write(data)
 
+    def build_response_header(self) -> bytes:
+        # waitress formats the Date header afresh for every response (time.gmtime and a format
+        # string: 2% of a manifest GET); it only changes once a second.
+        headers = self.response_headers
+        for key, _ in headers:
+            if key.lower() == "date":
+                break
+        else:
+            headers.append(("Date", _http_date(int(self.start_time))))
+        return super().build_response_header()
+
+
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date(second: int) -> str:
+    """waitress's ``build_http_date``, remembered for the current second."""
+    global _date_cache
+    cached = _date_cache
+    if cached[0] != second:
+        cached = _date_cache = (second, build_http_date(second))
+    return cached[1]
+
+
+def _voluntary_switches() -> int:
+    """How often the calling thread has given up the CPU to wait (Linux's ``RUSAGE_THREAD``; 0
+    elsewhere, where no request is then taken for one that waited)."""
+    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw if _RUSAGE_THREAD is not None else 0
+
+
+class _SmallReads:
+    """Which requests waitress's I/O thread answers itself instead of handing them to a worker.
+
+    A request handed to a worker costs a lock, a condition variable's wake-up, two switches of the
+    GIL and a write to the loop's trigger pipe (which wakes the loop once more to read it): on a
+    manifest ``GET`` that was most of the server's CPU time (docs/benchmarks.md). The loop serves a
+    request itself only when the app says it answers it without waiting on anything but a local
+    file system (:meth:`registry.app.RegistryApp.is_small_read`: no body, a route of a few small
+    reads, a driver declaring ``LOCAL_READS``, no plugin that might block), the connection has no
+    unsent output (so the response can never wait for the loop to send earlier bytes), and fewer
+    than :data:`INLINE_RUN` of the connection's requests were just served this way. A request that
+    still takes long pauses the whole policy (:data:`INLINE_SLOW_SECONDS`): everything then goes to
+    the workers as before, and waits there on its own.
+    """
+
+    def __init__(self, is_small_read: Callable[[str, str], bool], url_prefix: str) -> None:
+        self.is_small_read = is_small_read
+        self.url_prefix = url_prefix
+        #: The thread running the event loop (set by :meth:`Server.run`).
+        self.io_thread: int | None = None
+        self.paused_until = 0.0
+        #: The loop thread's voluntary context switches when it first served a request itself in
+        #: this turn of the loop (``None`` until then; :meth:`Server.run` resets it every turn,
+        #: after the turn's wait in ``select``, which is one): one ``getrusage`` per turn, not per request.
+        self.switches: int | None = None
+
+    def accepts(self, channel: Any) -> bool:
+        """Whether the I/O thread serves ``channel``'s next request (``channel.requests[0]``) now."""
+        if threading.get_ident() != self.io_thread or channel.total_outbufs_len:
+            return False
+        if channel.inline_run >= INLINE_RUN or (self.paused_until and time.monotonic() < self.paused_until):
+            return False
+        request = channel.requests[0]
+        if request.error is not None or request.content_length or request.chunked:
+            return False
+        path = request.path
+        if self.url_prefix:
+            # As waitress makes PATH_INFO; a path outside the prefix is the app's 404, on a worker.
+            if not path.startswith(self.url_prefix + "/"):
+                return False
+            path = path[len(self.url_prefix):]
+        return self.is_small_read(request.command, path)
+
+    def turn_started(self) -> None:
+        """A turn of the loop served a request itself: remember the thread's switches, once."""
+        if self.switches is None:
+            self.switches = _voluntary_switches()
+
+    def waited(self, seconds: float) -> bool:
+        """After a request that took ``seconds`` (over :data:`INLINE_SLOW_SECONDS`): pause the
+        policy if the thread gave up the CPU since :meth:`turn_started`. Returns whether it paused."""
+        now = _voluntary_switches()
+        if self.switches is None or now == self.switches:
+            return False
+        self.switches = now
+        self.paused_until = time.monotonic() + INLINE_PAUSE_SECONDS
+        # At info: under mixed load (workers holding the GIL) this is routine, not a fault.
+        log.info("a request on the I/O thread waited %.1f ms: small reads go to worker threads for %gs",
+                 seconds * 1000, INLINE_PAUSE_SECONDS)
+        return True
+
+    def install(self, listener: Any) -> None:
+        """Route ``listener``'s hand-offs through this policy: an accepted request is marked for the
+        channel to serve (:meth:`_Channel.received`), the others are queued for the workers as
+        waitress queues them; and the loop's trigger is not pulled from the loop's own thread, which
+        looks at every connection again on its next turn anyway."""
+        queue, trigger = listener.add_task, listener.pull_trigger
+
+        def add_task(channel: Any) -> None:
+            if getattr(channel, "inline_run", None) is not None and self.accepts(channel):
+                channel.inline_next = True
+            else:
+                queue(channel)
+
+        def pull_trigger() -> None:
+            if threading.get_ident() != self.io_thread:
+                trigger()
+
+        listener.add_task, listener.pull_trigger = add_task, pull_trigger
+        listener.small_reads = self
+
 
 class _Channel(StreamingChannelMixin, HTTPChannel):
     """waitress's connection, reading at most :data:`SEND_CHUNK` bytes of a response per send,
@@ -162,6 +288,10 @@ class _Channel(StreamingChannelMixin, HTTPChannel):
     parser_class = streaming_parser(HTTPRequestParser)
     #: Set by :class:`_Task` for the response header: buffer the next write without sending it.
     hold_next_write = False
+    #: Set by :class:`_SmallReads` when the I/O thread is to serve the next request itself.
+    inline_next = False
+    #: Requests of this connection served on the I/O thread since its last read.
+    inline_run = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -196,7 +326,32 @@ class _Channel(StreamingChannelMixin, HTTPChannel):
                     self.send(_TLS_REFUSAL)
                 self.will_close = True
                 return False
-        return super().received(data)
+        handled = super().received(data)
+        if self.inline_next:
+            self._serve_inline()
+        return handled
+
+    def _serve_inline(self) -> None:
+        # Outside received()'s requests_lock, which service() takes. service() pops the request it
+        # served and hands on the next, if any: through _SmallReads again, which may mark it too.
+        small_reads: _SmallReads = self.server.small_reads
+        small_reads.turn_started()
+        try:
+            while self.inline_next:
+                self.inline_next = False
+                self.inline_run += 1
+                started = time.perf_counter()
+                try:
+                    self.service()
+                except Exception:  # service() answers the app's errors; this is waitress's own
+                    log.exception("error serving a request on the I/O thread")
+                    self.will_close = True
+                    return
+                elapsed = time.perf_counter() - started
+                if elapsed > INLINE_SLOW_SECONDS:
+                    small_reads.waited(elapsed)
+        finally:
+            self.inline_run = 0
 
 
 class _TLSChannel(_Channel):
@@ -353,9 +508,15 @@ class Server:
             channel_class = type(f"_TLS{channel_class.__name__}", (_TLSChannel, channel_class),
                                  {"tls_context": context})
         self._tls = context is not None
+        is_small_read = getattr(app, "is_small_read", None)
+        #: The I/O thread's own requests (:class:`_SmallReads`); ``None`` when the app names none.
+        self._small_reads = (_SmallReads(is_small_read, self._server.adj.url_prefix)
+                             if callable(is_small_read) and getattr(app, "small_reads_local", False) else None)
         for dispatcher in self._map.values():  # the listeners: nothing has been accepted yet
             if isinstance(dispatcher, waitress.server.BaseWSGIServer):
                 dispatcher.channel_class = channel_class
+                if self._small_reads is not None:
+                    self._small_reads.install(dispatcher)
         self._adj = self._server.adj
         self._debug: Any = None
         debug = debug_addr(config)
@@ -408,8 +569,13 @@ class Server:
 
     def run(self) -> None:
         """Serve until :meth:`stop` is called, then drain and close everything."""
+        small_reads = self._small_reads
+        if small_reads is not None:
+            small_reads.io_thread = threading.get_ident()
         try:
             while not self._stop_requested:
+                if small_reads is not None:
+                    small_reads.switches = None
                 wasyncore.loop(
                     timeout=min(_POLL_SECONDS, self._adj.asyncore_loop_timeout),
                     map=self._map,
@@ -466,10 +632,13 @@ def serve(app: Callable[..., Any], config: Mapping[str, Any], *, describe: str =
     run_until_signalled(Server(app, config), describe=describe)
 
 
-#: glibc's M_MMAP_THRESHOLD (malloc.h).
+#: glibc's M_TRIM_THRESHOLD and M_MMAP_THRESHOLD (malloc.h).
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 #: Allocations of at least this many bytes are mapped on their own and unmapped when freed.
 MMAP_THRESHOLD = 4 << 20
+#: Free memory at the top of a heap beyond this much is given back to the system (see below).
+TRIM_THRESHOLD = 2 << 20
 
 
 def pin_malloc_mmap_threshold() -> bool:
@@ -483,6 +652,12 @@ def pin_malloc_mmap_threshold() -> bool:
     16 MiB chunks peaked at 274-300 MiB of RSS with the moving threshold, 146-151 MiB with it
     pinned at 4 MiB. At 1 MiB it was 108 MiB, but then every 1 MiB socket read is mapped afresh:
     +0.4 s of server CPU per GiB uploaded (bench, 512 MiB rows), where 4 MiB cost nothing measurable.
+
+    Pinning the mmap threshold also pins the trim threshold, at glibc's 128 KiB; it is raised to
+    :data:`TRIM_THRESHOLD` (unless ``MALLOC_TRIM_THRESHOLD_`` is set). waitress reads a socket
+    into a new ``recv_bytes`` (1 MiB) string, which is then shrunk to what arrived: the freed
+    remainder went back to the system and was asked for again by the next read, two ``brk``
+    calls and a page fault per request (a manifest ``GET`` included); 2 MiB holds one read's worth.
     """
     import ctypes
     import os
@@ -494,7 +669,10 @@ def pin_malloc_mmap_threshold() -> bool:
     except (OSError, AttributeError):  # not glibc (musl has no such threshold to pin)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    pinned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    if pinned and not os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    return pinned
 
 
 def run_until_signalled(server: Server, *, describe: str = "") -> None:

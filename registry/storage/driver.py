@@ -119,6 +119,11 @@ class Capability(enum.Flag):
     #: The maintenance commands (garbage collection, scrub, usage) then walk the blob store instead
     #: of listing each of its directories. Without it they list directory by directory.
     FLAT_WALK = enum.auto()
+    #: Reads of small files (``stat``, ``get_content``) come from a local file system, normally
+    #: its page cache, in microseconds; they never wait on a network. With it the server may
+    #: answer small bodiless requests (a manifest ``GET``/``HEAD``) on its I/O thread instead of
+    #: handing each to a worker thread (:mod:`registry.serve`); an object store must not declare it.
+    LOCAL_READS = enum.auto()
 
 
 @dataclasses.dataclass(frozen=True)

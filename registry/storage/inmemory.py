@@ -84,8 +84,9 @@ class InMemoryDriver(StorageDriver):
 
     name = "inmemory"
     #: One appending writer per path at a time (within the process, which is all that shares it),
-    #: moves that copy nothing, and appends that readers see once the writer is closed.
-    capabilities = Capability.EXCLUSIVE_APPEND | Capability.RENAME | Capability.READ_UNCOMMITTED
+    #: moves that copy nothing, appends that readers see once the writer is closed, and reads from memory.
+    capabilities = (Capability.EXCLUSIVE_APPEND | Capability.RENAME | Capability.READ_UNCOMMITTED
+                    | Capability.LOCAL_READS)
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[bytes, datetime.datetime]] = {}

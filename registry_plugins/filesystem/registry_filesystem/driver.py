@@ -96,8 +96,8 @@ class FilesystemDriver(StorageDriver):
 
     name = "filesystem"
     #: Appending in place under ``flock`` (across processes), renames that copy nothing, and readers
-    #: that see an upload's data as it grows.
-    capabilities = Capability.RENAME | Capability.READ_UNCOMMITTED | (
+    #: that see an upload's data as it grows; small reads from the local page cache.
+    capabilities = Capability.RENAME | Capability.READ_UNCOMMITTED | Capability.LOCAL_READS | (
         Capability.EXCLUSIVE_APPEND if fcntl is not None else Capability.NONE  # flock: not on Windows
     )
 
@@ -132,6 +132,10 @@ class FilesystemDriver(StorageDriver):
             chunks = []
             while chunk := os.read(fd, _READ_SIZE):
                 chunks.append(chunk)
+                if len(chunk) < _READ_SIZE:
+                    # A regular file's read comes up short only at its end: the read that would
+                    # return b"" is one system call more on every tag link and manifest read.
+                    break
         except IsADirectoryError:  # os.open opens a directory; reading it fails
             raise PathNotFoundError(path=path) from None
         finally:
