@@ -66,6 +66,11 @@ RESUME_BYTES = BUFFER_BYTES // 2
 
 #: The requests whose bodies are streamed: the blob-carrying upload requests (the app validates the
 #: name and id; anything else matching here is streamed harmlessly and answered by the app).
+#: What is still read (and dropped) of a body the application refused (:meth:`BodyStream.refuse`)
+#: after its answer, before the connection is closed: time for a client that is still sending to
+#: read the answer (a close with unread bytes resets the connection, and the answer may be lost).
+DRAIN_BYTES = 4 << 20
+
 _UPLOAD_PATH = re.compile(r"/v2/.+/blobs/uploads/[^/]*\Z")
 _METHODS = frozenset({"PATCH", "PUT", "POST"})
 
@@ -98,6 +103,10 @@ class BodyStream:
         self._channel: Any = None
         self.expect_continue = False  # the client waits for "100 Continue" before the body
         self.read_started = False
+        self._drain: int | None = None  # bytes still to drop after a refusal, then close
+        #: The rest of a refused body is more than :data:`DRAIN_BYTES`: close the connection once
+        #: the answer is sent (the channel looks at this after each feed).
+        self.hang_up = False
 
     # -- the I/O thread ---------------------------------------------------------------------------
 
@@ -136,6 +145,7 @@ class BodyStream:
         piece = data if n == len(data) else data[:n]
         with self._cond:
             self._remaining -= n
+            self._drained(n)
             if not self._discard and not self._broken:
                 self._chunks.append(piece)
                 self._buffered += n
@@ -143,6 +153,21 @@ class BodyStream:
                     self._stalled = True
             self._cond.notify()
         return n
+
+    def _drained(self, n: int) -> None:
+        """Count ``n`` bytes dropped after a refusal (called with the lock held)."""
+        if self._discard and self._drain is not None:
+            self._drain -= n
+            if self._drain < 0 and not self._received_all():
+                self.hang_up = True
+
+    def refuse(self) -> None:
+        """The application refuses the body (a quota): once it has answered, at most
+        :data:`DRAIN_BYTES` more of the body are read and dropped, then the connection is closed,
+        so that a body of any size (chunked: of unknown size) costs a bounded read."""
+        with self._cond:
+            if self._drain is None:
+                self._drain = DRAIN_BYTES
 
     def abort(self, reason: str) -> None:
         """The connection closed or failed: the body ends here."""
@@ -340,6 +365,9 @@ class ChunkedBodyStream(BodyStream):
             if error:
                 break
         self._consumed += i
+        if self._discard:
+            with self._cond:
+                self._drained(i)
         if not error and self._consumed >= self._max_size:
             error = f"the body exceeds max_request_body_size ({self._max_size} bytes)"
             self.too_large = True
@@ -467,6 +495,11 @@ class StreamingChannelMixin:
                     if getattr(body, "too_large", False):
                         # Over the limit: no more of it is read, and no answer can be sent.
                         self.will_close = True
+                        return False
+                    if body.hang_up:
+                        # A refused body longer than what is drained: close once the answer is out.
+                        self._body = None
+                        self.close_when_flushed = True
                         return False
                     if not body.receiving:
                         self._body = None
