@@ -35,6 +35,11 @@ the whole body (an error, say) leaves the rest to be read and dropped by the I/O
 connection can go on; a client that waits for ``100 Continue`` gets it at the first read only, and
 otherwise the connection is closed after the answer.
 
+An application that refuses a body it has started reading (a quota: a chunked body is read no
+further than the room left) calls :meth:`BodyStream.refuse`: after its answer at most
+:data:`DRAIN_BYTES` more are read and dropped, then the connection is closed once the answer is
+sent, so that a refused body of any size costs a bounded read.
+
 Bodies up to ``inbuf_overflow``, and all bodies of other requests, are buffered by waitress as
 before. Limits are waitress's: a ``Content-Length`` at or over ``max_request_body_size`` is refused
 with 413 before anything is read.
