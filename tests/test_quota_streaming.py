@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import os
 import threading
@@ -22,6 +23,11 @@ from registry.digests import digest_of
 from registry.ops.quota import read_usage
 from registry.plugins import create_plugin_manager
 from registry.serve import Server
+from registry.storage import paths
+from registry.storage.checked import checked
+from registry.storage.driver import PathNotFoundError
+from registry.storage.store import Store
+from registry.storage.uploads import CHUNK, UploadBudgetError, Uploads
 from tests.test_streaming_uploads import MiB, _call, _Counting, _raw, _start
 
 #: What every quota refusal's ``detail`` holds for a repository rule (docs/quotas.md).
@@ -232,3 +238,44 @@ def test_without_rules_a_chunked_body_costs_no_storage_call_more(tmp_path: Path)
             seen.append([(m, p.replace(upload, "<id>")) for m, p in driver.calls[before:]])
         assert seen[0] == seen[1] and seen[0]
         assert not [c for c in driver.calls if "_usage" in c[1]]
+
+
+def test_the_budget_of_a_body_of_unknown_length_on_every_driver(driver: Any) -> None:
+    """The upload layer alone, on each core driver and the object-store-like one (where the final
+    PUT commits in place rather than setting the data aside): a body of unknown length is stopped
+    before the read that would pass its budget, at every kind of request, and nothing of it is
+    committed; exactly the budget is accepted."""
+    uploads = Uploads(Store(checked(driver)))
+    first, body = os.urandom(CHUNK + 5), os.urandom(3 * CHUNK)
+    upload_id = uploads.start("b")
+    assert uploads.append("b", upload_id, io.BytesIO(first), None, budget=len(first)) == len(first)
+    try:
+        uploads.append("b", upload_id, io.BytesIO(body), None, budget=2 * CHUNK + 1)
+    except UploadBudgetError as exc:
+        assert (exc.written, exc.received, exc.budget) == (2 * CHUNK, 3 * CHUNK, 2 * CHUNK + 1)
+    else:
+        raise AssertionError("the body passed its budget")
+    assert uploads.size("b", upload_id) == len(first) + 2 * CHUNK  # never more than the budget
+    for finish_offset in (len(first), None):
+        upload_id = uploads.start("b")
+        if finish_offset:
+            uploads.append("b", upload_id, io.BytesIO(first), len(first))
+        whole = (first if finish_offset else b"") + body
+        try:
+            uploads.finish("b", upload_id, digest_of(whole), io.BytesIO(body), None, budget=len(body) - 1)
+        except UploadBudgetError as exc:
+            assert exc.written == 2 * CHUNK
+        else:
+            raise AssertionError("the last chunk passed its budget")
+        try:
+            driver.stat(paths.blob_data(digest_of(whole)))
+        except PathNotFoundError:
+            pass
+        else:
+            raise AssertionError("a body over its budget was committed")
+        # Within the budget (exactly it), the same request stores the blob.
+        upload_id = uploads.start("b")
+        if finish_offset:
+            uploads.append("b", upload_id, io.BytesIO(first), len(first))
+        assert uploads.finish("b", upload_id, digest_of(whole), io.BytesIO(body), None,
+                              budget=len(body)) == len(whole)

@@ -361,5 +361,6 @@ def body_budget(store: Store, name: str, d: Digest | None, before: int) -> int |
 def refusal(store: Store, name: str, needed: int) -> QuotaExceededError:
     """The ``DENIED`` refusal of a body that went past its :func:`body_budget`: ``needed`` is the
     blob's bytes with the read that went past it (what it needs at least)."""
-    assert store.quota is not None
+    if store.quota is None:
+        raise ValueError("no quotas: nothing can refuse a body")
     return store.quota.refusal(name, needed)
