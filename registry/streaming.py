@@ -35,10 +35,11 @@ the whole body (an error, say) leaves the rest to be read and dropped by the I/O
 connection can go on; a client that waits for ``100 Continue`` gets it at the first read only, and
 otherwise the connection is closed after the answer.
 
-An application that refuses a body it has started reading (a quota: a chunked body is read no
-further than the room left) calls :meth:`BodyStream.refuse`: after its answer at most
-:data:`DRAIN_BYTES` more are read and dropped, then the connection is closed once the answer is
-sent, so that a refused body of any size costs a bounded read.
+An application that refuses a body (a quota: a chunked body is read no further than the room
+left) calls :meth:`BodyStream.refuse`: after its answer, at most :data:`DRAIN_BYTES` more of a
+chunked body are read and dropped, then the connection is closed once the answer is sent, so that
+a refused body of unknown length costs a bounded read (a ``Content-Length`` body's rest is drained,
+bounded by its declared length).
 
 Bodies up to ``inbuf_overflow``, and all bodies of other requests, are buffered by waitress as
 before. Limits are waitress's: a ``Content-Length`` at or over ``max_request_body_size`` is refused
@@ -150,7 +151,6 @@ class BodyStream:
         piece = data if n == len(data) else data[:n]
         with self._cond:
             self._remaining -= n
-            self._drained(n)
             if not self._discard and not self._broken:
                 self._chunks.append(piece)
                 self._buffered += n
@@ -167,12 +167,10 @@ class BodyStream:
                 self.hang_up = True
 
     def refuse(self) -> None:
-        """The application refuses the body (a quota): once it has answered, at most
-        :data:`DRAIN_BYTES` more of the body are read and dropped, then the connection is closed,
-        so that a body of any size (chunked: of unknown size) costs a bounded read."""
-        with self._cond:
-            if self._drain is None:
-                self._drain = DRAIN_BYTES
+        """The application refuses the body (a quota). A body of known length is drained as any
+        unread one: its rest is bounded by the ``Content-Length`` (under ``max_request_body_size``),
+        and a client that sends it all before reading the answer still gets the answer. A chunked
+        one overrides this."""
 
     def abort(self, reason: str) -> None:
         """The connection closed or failed: the body ends here."""
@@ -391,6 +389,13 @@ class ChunkedBodyStream(BodyStream):
                     self._close_channel()
             self._cond.notify_all()
         return size if error else i
+
+    def refuse(self) -> None:
+        """Once the application has answered, at most :data:`DRAIN_BYTES` more of the body are read
+        and dropped, then the connection is closed: a body of unknown length may not end."""
+        with self._cond:
+            if self._drain is None:
+                self._drain = DRAIN_BYTES
 
     def _line_done(self, line: bytes) -> str:
         """Take one line (without its LF); returns what is wrong with it, or ``""``."""
