@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import collections
 import re
+import socket
 import threading
 from typing import Any
 
@@ -76,6 +77,11 @@ RESUME_BYTES = BUFFER_BYTES // 2
 #: after its answer, before the connection is closed: time for a client that is still sending to
 #: read the answer (a close with unread bytes resets the connection, and the answer may be lost).
 DRAIN_BYTES = 4 << 20
+
+#: After that drain the connection's sending side is shut and nothing more is read for this long,
+#: then it is closed: time for a client still sending to read the answer before the reset that a
+#: close with unread bytes causes (Go's server waits 500 ms the same way).
+LINGER_SECONDS = 1.0
 
 _UPLOAD_PATH = re.compile(r"/v2/.+/blobs/uploads/[^/]*\Z")
 _METHODS = frozenset({"PATCH", "PUT", "POST"})
@@ -113,6 +119,8 @@ class BodyStream:
         #: The rest of a refused body is more than :data:`DRAIN_BYTES`: close the connection once
         #: the answer is sent (the channel looks at this after each feed).
         self.hang_up = False
+        #: The answer said ``Connection: close``: close once the body's end was dropped.
+        self.close_after = False
 
     # -- the I/O thread ---------------------------------------------------------------------------
 
@@ -265,6 +273,12 @@ class BodyStream:
             if self._broken or (self.expect_continue and not self.read_started):
                 task.close_on_finish = True
                 return
+            if self._drain is not None and task.close_on_finish:
+                # A refused body (refuse): closing as soon as the answer is flushed would reset
+                # the connection under a client still sending, often before it read the answer.
+                # The drain, then the linger, close it instead (or the body's end, if sooner).
+                task.close_on_finish = False
+                self.close_after = True
             self._discard = True
         if self._channel is not None:
             self._channel.server.pull_trigger()
@@ -309,6 +323,8 @@ class ChunkedBodyStream(BodyStream):
         self.malformed = ""
         #: The body went over ``max_request_body_size``: the connection is closed at once.
         self.too_large = False
+        #: A refused body: the answer is out, the sending side shut (:meth:`linger`).
+        self.lingering = False
 
     def _received_all(self) -> bool:
         return self._finished
@@ -320,6 +336,8 @@ class ChunkedBodyStream(BodyStream):
         return not self._finished and (not self._broken or bool(self.malformed))
 
     def wants_data(self) -> bool:
+        if self.lingering:
+            return False
         return bool(self.malformed) or super().wants_data()
 
     def feed(self, data: bytes) -> int:
@@ -396,6 +414,12 @@ class ChunkedBodyStream(BodyStream):
         with self._cond:
             if self._drain is None:
                 self._drain = DRAIN_BYTES
+
+    def linger(self) -> None:
+        """The answer is out and the connection's sending side shut: nothing more is read (the
+        connection is closed :data:`LINGER_SECONDS` later)."""
+        with self._cond:
+            self.lingering = True
 
     def _line_done(self, line: bytes) -> str:
         """Take one line (without its LF); returns what is wrong with it, or ``""``."""
@@ -506,13 +530,18 @@ class StreamingChannelMixin:
                         # Over the limit: no more of it is read, and no answer can be sent.
                         self.will_close = True
                         return False
-                    if body.hang_up:
-                        # A refused body longer than what is drained: close once the answer is out.
-                        self._body = None
-                        self.close_when_flushed = True
+                    # A refused body longer than the drain, its answer sent (till then the drain
+                    # goes on: the worker hands the answer over to this thread first).
+                    if (body.hang_up and not (self.requests or self.total_outbufs_len)
+                            and not self._linger(body)):
                         return False
                     if not body.receiving:
                         self._body = None
+                        if getattr(body, "lingering", False) or body.close_after:
+                            # The sending side is shut, or the answer said it closes: no next
+                            # request.
+                            self.close_when_flushed = True
+                            return False
                     if n >= len(data):
                         break
                     data = data[n:]
@@ -540,6 +569,28 @@ class StreamingChannelMixin:
                     break
                 data = data[n:]
         return True
+
+    def _linger(self, body: Any) -> bool:
+        """Shut the sending side (the client gets the answer, then the end of the connection),
+        stop reading, and close :data:`LINGER_SECONDS` later: a close with unread bytes resets
+        the connection, and a client still sending (Go's, so skopeo's and podman's) reports the
+        reset, not the answer, when the reset comes before it read the answer. Returns whether to
+        go on with ``data`` (no: nothing more is read; the body stays this connection's, so that
+        nothing after it is taken for a request)."""
+        try:
+            self.socket.shutdown(socket.SHUT_WR)  # type: ignore[attr-defined]
+        except OSError:
+            self.will_close = True
+            return False
+        body.linger()
+        timer = threading.Timer(LINGER_SECONDS, self._end_linger)
+        timer.daemon = True
+        timer.start()
+        return False
+
+    def _end_linger(self) -> None:
+        self.will_close = True
+        self.server.pull_trigger()
 
     def _abort_body(self, reason: str) -> None:
         body = self._body

@@ -12,6 +12,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -279,3 +280,27 @@ def test_the_budget_of_a_body_of_unknown_length_on_every_driver(driver: Any) -> 
             uploads.append("b", upload_id, io.BytesIO(first), len(first))
         assert uploads.finish("b", upload_id, digest_of(whole), io.BytesIO(body), None,
                               budget=len(body)) == len(whole)
+
+
+def test_skopeo_compressing_on_the_fly_over_the_quota_sees_a_clean_denied(tmp_path: Path) -> None:
+    """skopeo --dest-compress sends each layer in one chunked PATCH: a 32 MiB random layer against
+    2 MiB of room is cut off (most of it never read), and skopeo reports the DENIED with its
+    message, not a broken connection; nothing of it is stored, and a layer that fits is pushed."""
+    from tests.test_streaming_chunked import _oci_layout, _skopeo, _tar, unavailable
+
+    if shutil.which("skopeo") is None:
+        unavailable("skopeo is not installed")
+    _oci_layout(tmp_path / "big", [_tar("big", os.urandom(32 * MiB))])
+    _oci_layout(tmp_path / "small", [_tar("small", os.urandom(MiB))])
+    driver = _Calls(str(tmp_path / "root"))
+    rules = {"quotas": [{"pattern": "q/*", "limit": 2 * MiB}]}
+    copy = ("copy", "-q", "--dest-tls-verify=false", "--dest-compress")
+    with _serving(tmp_path, driver, **rules) as port:
+        r = _skopeo(tmp_path / "home", *copy, f"oci:{tmp_path / 'big'}:t", f"docker://127.0.0.1:{port}/q/img:1")
+        assert r.returncode != 0
+        assert "denied" in r.stderr.lower() and "quota exceeded" in r.stderr, r.stderr
+        assert f"{2 * MiB} bytes" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert driver.written <= 2 * MiB and _uploads_left(tmp_path) == []
+        ok = _skopeo(tmp_path / "home", *copy, f"oci:{tmp_path / 'small'}:t", f"docker://127.0.0.1:{port}/q/img:2")
+        assert ok.returncode == 0, ok.stderr
+    assert 0 < read_usage(driver, "q/img")[0] <= 2 * MiB
