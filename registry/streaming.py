@@ -37,8 +37,10 @@ otherwise the connection is closed after the answer.
 
 An application that refuses a body (a quota: a chunked body is read no further than the room
 left) calls :meth:`BodyStream.refuse`: after its answer, at most :data:`DRAIN_BYTES` more of a
-chunked body are read and dropped, then the connection is closed once the answer is sent, so that
-a refused body of unknown length costs a bounded read (a ``Content-Length`` body's rest is drained,
+chunked body are read and dropped, then the connection's sending side is shut, nothing more is
+read, and it is closed :data:`LINGER_SECONDS` later (a client still sending gets to read the
+answer before the reset that closing with unread bytes causes), so that a refused body of unknown
+length costs a bounded read (a ``Content-Length`` body's rest is drained,
 bounded by its declared length).
 
 Bodies up to ``inbuf_overflow``, and all bodies of other requests, are buffered by waitress as
