@@ -54,6 +54,7 @@ its ``streaming_body`` attribute.
 from __future__ import annotations
 
 import collections
+import contextlib
 import re
 import socket
 import threading
@@ -592,7 +593,8 @@ class StreamingChannelMixin:
 
     def _end_linger(self) -> None:
         self.will_close = True
-        self.server.pull_trigger()
+        with contextlib.suppress(OSError, ValueError):  # the server stopped meanwhile
+            self.server.pull_trigger()
 
     def _abort_body(self, reason: str) -> None:
         body = self._body
