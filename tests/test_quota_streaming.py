@@ -304,3 +304,40 @@ def test_skopeo_compressing_on_the_fly_over_the_quota_sees_a_clean_denied(tmp_pa
         ok = _skopeo(tmp_path / "home", *copy, f"oci:{tmp_path / 'small'}:t", f"docker://127.0.0.1:{port}/q/img:2")
         assert ok.returncode == 0, ok.stderr
     assert 0 < read_usage(driver, "q/img")[0] <= 2 * MiB
+
+
+def test_the_drain_of_a_refused_chunked_body() -> None:
+    """The decoder alone (no socket): after a refusal and the answer, the rest is dropped, and the
+    stream asks to hang up once more than DRAIN_BYTES came; a body ending within the drain does
+    not, and an answer that said ``Connection: close`` is closed at the body's end, not before
+    (closing with unread bytes would reset the connection under the client)."""
+    from registry import streaming
+
+    class Task:
+        close_on_finish = False
+
+    frame = b"%x\r\n%s\r\n" % (MiB, bytes(MiB))
+    long = streaming.ChunkedBodyStream(5.0, 1 << 40)
+    long.feed(frame)
+    assert long.read(MiB) == bytes(MiB)
+    long.refuse()
+    task = Task()
+    long.request_done(task)
+    assert not task.close_on_finish and not long.hang_up
+    for _ in range(streaming.DRAIN_BYTES // MiB - 1):
+        long.feed(frame)
+    assert not long.hang_up  # within the drain (counted on the wire, framing included)
+    long.feed(frame + frame)
+    assert long.hang_up and long.receiving and long._buffered == 0
+    long.linger()
+    assert not long.wants_data()  # lingering: the connection reads no more
+
+    short = streaming.ChunkedBodyStream(5.0, 1 << 40)
+    short.feed(frame)
+    short.refuse()
+    task = Task()
+    task.close_on_finish = True
+    short.request_done(task)
+    assert not task.close_on_finish and short.close_after  # closed by the channel at the body's end
+    short.feed(frame + b"0\r\n\r\n")
+    assert short.complete and not short.hang_up and not short.receiving
