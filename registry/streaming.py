@@ -35,6 +35,14 @@ the whole body (an error, say) leaves the rest to be read and dropped by the I/O
 connection can go on; a client that waits for ``100 Continue`` gets it at the first read only, and
 otherwise the connection is closed after the answer.
 
+An application that refuses a body (a quota: a chunked body is read no further than the room
+left) calls :meth:`BodyStream.refuse`: after its answer, at most :data:`DRAIN_BYTES` more of a
+chunked body are read and dropped, then the connection's sending side is shut, nothing more is
+read, and it is closed :data:`LINGER_SECONDS` later (a client still sending gets to read the
+answer before the reset that closing with unread bytes causes), so that a refused body of unknown
+length costs a bounded read (a ``Content-Length`` body's rest is drained,
+bounded by its declared length).
+
 Bodies up to ``inbuf_overflow``, and all bodies of other requests, are buffered by waitress as
 before. Limits are waitress's: a ``Content-Length`` at or over ``max_request_body_size`` is refused
 with 413 before anything is read.
@@ -46,7 +54,9 @@ its ``streaming_body`` attribute.
 from __future__ import annotations
 
 import collections
+import contextlib
 import re
+import socket
 import threading
 from typing import Any
 
@@ -66,6 +76,16 @@ RESUME_BYTES = BUFFER_BYTES // 2
 
 #: The requests whose bodies are streamed: the blob-carrying upload requests (the app validates the
 #: name and id; anything else matching here is streamed harmlessly and answered by the app).
+#: What is still read (and dropped) of a body the application refused (:meth:`BodyStream.refuse`)
+#: after its answer, before the connection is closed: time for a client that is still sending to
+#: read the answer (a close with unread bytes resets the connection, and the answer may be lost).
+DRAIN_BYTES = 4 << 20
+
+#: After that drain the connection's sending side is shut and nothing more is read for this long,
+#: then it is closed: time for a client still sending to read the answer before the reset that a
+#: close with unread bytes causes (Go's server waits 500 ms the same way).
+LINGER_SECONDS = 1.0
+
 _UPLOAD_PATH = re.compile(r"/v2/.+/blobs/uploads/[^/]*\Z")
 _METHODS = frozenset({"PATCH", "PUT", "POST"})
 
@@ -98,6 +118,12 @@ class BodyStream:
         self._channel: Any = None
         self.expect_continue = False  # the client waits for "100 Continue" before the body
         self.read_started = False
+        self._drain: int | None = None  # bytes still to drop after a refusal, then close
+        #: The rest of a refused body is more than :data:`DRAIN_BYTES`: close the connection once
+        #: the answer is sent (the channel looks at this after each feed).
+        self.hang_up = False
+        #: The answer said ``Connection: close``: close once the body's end was dropped.
+        self.close_after = False
 
     # -- the I/O thread ---------------------------------------------------------------------------
 
@@ -143,6 +169,19 @@ class BodyStream:
                     self._stalled = True
             self._cond.notify()
         return n
+
+    def _drained(self, n: int) -> None:
+        """Count ``n`` bytes dropped after a refusal (called with the lock held)."""
+        if self._discard and self._drain is not None:
+            self._drain -= n
+            if self._drain < 0 and not self._received_all():
+                self.hang_up = True
+
+    def refuse(self) -> None:
+        """The application refuses the body (a quota). A body of known length is drained as any
+        unread one: its rest is bounded by the ``Content-Length`` (under ``max_request_body_size``),
+        and a client that sends it all before reading the answer still gets the answer. A chunked
+        one overrides this."""
 
     def abort(self, reason: str) -> None:
         """The connection closed or failed: the body ends here."""
@@ -237,6 +276,12 @@ class BodyStream:
             if self._broken or (self.expect_continue and not self.read_started):
                 task.close_on_finish = True
                 return
+            if self._drain is not None and task.close_on_finish:
+                # A refused body (refuse): closing as soon as the answer is flushed would reset
+                # the connection under a client still sending, often before it read the answer.
+                # The drain, then the linger, close it instead (or the body's end, if sooner).
+                task.close_on_finish = False
+                self.close_after = True
             self._discard = True
         if self._channel is not None:
             self._channel.server.pull_trigger()
@@ -281,6 +326,8 @@ class ChunkedBodyStream(BodyStream):
         self.malformed = ""
         #: The body went over ``max_request_body_size``: the connection is closed at once.
         self.too_large = False
+        #: A refused body: the answer is out, the sending side shut (:meth:`linger`).
+        self.lingering = False
 
     def _received_all(self) -> bool:
         return self._finished
@@ -292,6 +339,8 @@ class ChunkedBodyStream(BodyStream):
         return not self._finished and (not self._broken or bool(self.malformed))
 
     def wants_data(self) -> bool:
+        if self.lingering:
+            return False
         return bool(self.malformed) or super().wants_data()
 
     def feed(self, data: bytes) -> int:
@@ -340,6 +389,9 @@ class ChunkedBodyStream(BodyStream):
             if error:
                 break
         self._consumed += i
+        if self._discard:
+            with self._cond:
+                self._drained(i)
         if not error and self._consumed >= self._max_size:
             error = f"the body exceeds max_request_body_size ({self._max_size} bytes)"
             self.too_large = True
@@ -358,6 +410,19 @@ class ChunkedBodyStream(BodyStream):
                     self._close_channel()
             self._cond.notify_all()
         return size if error else i
+
+    def refuse(self) -> None:
+        """Once the application has answered, at most :data:`DRAIN_BYTES` more of the body are read
+        and dropped, then the connection is closed: a body of unknown length may not end."""
+        with self._cond:
+            if self._drain is None:
+                self._drain = DRAIN_BYTES
+
+    def linger(self) -> None:
+        """The answer is out and the connection's sending side shut: nothing more is read (the
+        connection is closed :data:`LINGER_SECONDS` later)."""
+        with self._cond:
+            self.lingering = True
 
     def _line_done(self, line: bytes) -> str:
         """Take one line (without its LF); returns what is wrong with it, or ``""``."""
@@ -468,8 +533,18 @@ class StreamingChannelMixin:
                         # Over the limit: no more of it is read, and no answer can be sent.
                         self.will_close = True
                         return False
+                    # A refused body longer than the drain, its answer sent (till then the drain
+                    # goes on: the worker hands the answer over to this thread first).
+                    if (body.hang_up and not (self.requests or self.total_outbufs_len)
+                            and not self._linger(body)):
+                        return False
                     if not body.receiving:
                         self._body = None
+                        if getattr(body, "lingering", False) or body.close_after:
+                            # The sending side is shut, or the answer said it closes: no next
+                            # request.
+                            self.close_when_flushed = True
+                            return False
                     if n >= len(data):
                         break
                     data = data[n:]
@@ -497,6 +572,29 @@ class StreamingChannelMixin:
                     break
                 data = data[n:]
         return True
+
+    def _linger(self, body: Any) -> bool:
+        """Shut the sending side (the client gets the answer, then the end of the connection),
+        stop reading, and close :data:`LINGER_SECONDS` later: a close with unread bytes resets
+        the connection, and a client still sending (Go's, so skopeo's and podman's) reports the
+        reset, not the answer, when the reset comes before it read the answer. Returns whether to
+        go on with ``data`` (no: nothing more is read; the body stays this connection's, so that
+        nothing after it is taken for a request)."""
+        try:
+            self.socket.shutdown(socket.SHUT_WR)  # type: ignore[attr-defined]
+        except OSError:
+            self.will_close = True
+            return False
+        body.linger()
+        timer = threading.Timer(LINGER_SECONDS, self._end_linger)
+        timer.daemon = True
+        timer.start()
+        return False
+
+    def _end_linger(self) -> None:
+        self.will_close = True
+        with contextlib.suppress(OSError, ValueError):  # the server stopped meanwhile
+            self.server.pull_trigger()
 
     def _abort_body(self, reason: str) -> None:
         body = self._body

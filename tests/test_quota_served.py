@@ -148,8 +148,9 @@ def test_concurrent_pushes_over_admit_at_most_the_pushes_in_flight(tmp_path) -> 
 
 
 def test_chunked_patch_over_the_limit(tmp_path) -> None:
-    """A chunked PATCH (no Content-Length from the client): streamed, its size known once stored
-    (registry.streaming), then refused on its size, and the upload with what it had is discarded."""
+    """A chunked PATCH (no Content-Length from the client), streamed (registry.streaming): read no
+    further than the quota's room, refused, and the upload with what it had is discarded
+    (tests/test_quota_streaming.py measures what is stored and read)."""
     rules = {"quotas": [{"pattern": "chunked", "limit": 50_000}]}
     with serve(tmp_path / "root", tmp_path / "srv", rules) as url, pushing.session() as s:
         r = s.post(f"{url}/v2/chunked/blobs/uploads/", timeout=30)

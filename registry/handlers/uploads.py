@@ -30,12 +30,13 @@ from registry.handlers.base import (
     upload_location,
     url,
 )
-from registry.ops.quota import check_blob, reservation
+from registry.ops.quota import body_budget, check_blob, refusal, reservation
 from registry.routing import NAME_RE, UPLOAD_ID
 from registry.spool import SpoolFile
 from registry.storage.store import QuotaExceededError
 from registry.storage.uploads import (
     DigestMismatchError,
+    UploadBudgetError,
     UploadError,
     UploadOffsetError,
     UploadSizeError,
@@ -73,6 +74,29 @@ def body_length(req: falcon.Request) -> int | None:
     if getattr(raw, "streaming_body", False) and raw.length is None:
         return None
     return 0
+
+
+def refuse_body(req: falcon.Request) -> None:
+    """Tell the server's stream of a body still arriving that it is refused: the rest is not read
+    past a bounded drain (:meth:`registry.streaming.BodyStream.refuse`); nothing for other bodies."""
+    refuse = getattr(req.env.get("wsgi.input"), "refuse", None)
+    if refuse is not None:
+        refuse()
+
+
+@contextlib.contextmanager
+def _over_budget(ctx: Context, req: falcon.Request, name: str, before: int) -> Iterator[None]:
+    """A body of unknown length stopped at its quota budget (:class:`UploadBudgetError`) is
+    refused as any quota refusal (403 ``DENIED``), needing ``before`` plus what was read; any
+    refusal of a streamed body stops the server reading it past a bounded drain."""
+    try:
+        yield
+    except UploadBudgetError as exc:
+        refuse_body(req)
+        raise refusal(ctx.store, name, before + exc.received) from None
+    except QuotaExceededError:
+        refuse_body(req)
+        raise
 
 
 @contextlib.contextmanager
@@ -139,9 +163,12 @@ class UploadsResource:
             d = check_digest(digest)
             # The whole blob in this request: stored at its blob path, no upload session at all. With
             # a quota, its declared size is reserved first: refused before a byte is read.
-            with reservation(self.ctx.store, name, d, req.content_length or 0), \
+            length = body_length(req)
+            budget = body_budget(self.ctx.store, name, d, 0) if length is None else None
+            with _over_budget(self.ctx, req, name, 0), \
+                    reservation(self.ctx.store, name, d, req.content_length or 0), \
                     _upload_errors(self.ctx, req, name, None):
-                size = self.ctx.uploads.put_blob(name, d, request_body(req), body_length(req))
+                size = self.ctx.uploads.put_blob(name, d, request_body(req), length, budget)
             _created(self.ctx, req, resp, name, d, size)
             return
         check_blob(self.ctx.store, name, None, req.content_length or 0)  # already over a limit: refuse now
@@ -225,23 +252,24 @@ class UploadResource:
                     raise self._out_of_order(req, name, upload_id, content_range, size)
                 raise SizeInvalid(f"Content-Range {offset}-{end} does not match Content-Length {length}")
         size = self._size_after(req, name, upload_id, length, offset)
-        if size is not None:
-            try:
-                check_blob(self.ctx.store, name, None, size)
-            except QuotaExceededError:
-                self._discard(name, upload_id)  # it could never be finished
-                raise
-        body = request_body(req)
-        # The offset is checked by the writer that appends: no other request can slip in between.
-        with _upload_errors(self.ctx, req, name, upload_id):
-            new_size = self.ctx.uploads.append(name, upload_id, body, length, offset)
-        if size is not None and length is None:
-            # A streamed chunked body: its size is known only now that it is stored.
-            try:
-                check_blob(self.ctx.store, name, None, new_size)
-            except QuotaExceededError:
-                self._discard(name, upload_id)
-                raise
+        budget = None
+        try:
+            with _over_budget(self.ctx, req, name, size or 0):
+                if size is not None:
+                    check_blob(self.ctx.store, name, None, size)
+                    if length is None:
+                        # A streamed chunked body: its size is known at its end only, so it is
+                        # read no further than the quota's room (no storage call without a rule).
+                        budget = body_budget(self.ctx.store, name, None, size)
+                body = request_body(req)
+                # The offset is checked by the writer that appends: no other request slips in between.
+                with _upload_errors(self.ctx, req, name, upload_id):
+                    new_size = self.ctx.uploads.append(name, upload_id, body, length, offset, budget)
+        except QuotaExceededError:
+            # It could never be finished. The whole upload goes (what this request stored with
+            # it): the storage contract has no way to cut an upload back to its previous offset.
+            self._discard(name, upload_id)
+            raise
         resp.status = falcon.HTTP_202
         upload_headers(req, resp, name, upload_id, new_size)
 
@@ -270,10 +298,14 @@ class UploadResource:
                 raise BlobUploadInvalid(f"malformed Content-Range {content_range[:100]!r}")
             offset = parsed[0]
         size = self._size_after(req, name, upload_id, req.content_length, offset)
+        length = body_length(req)
         try:
-            # With a quota, the blob's size is reserved before anything is stored or moved.
-            with reservation(self.ctx.store, name, d, size), _upload_errors(self.ctx, req, name, upload_id):
-                total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), body_length(req), offset)
+            # With a quota, the blob's size is reserved before anything is stored or moved, and a
+            # streamed chunked last chunk is read no further than the quota's room.
+            with _over_budget(self.ctx, req, name, size or 0):
+                budget = body_budget(self.ctx.store, name, d, size) if size is not None and length is None else None
+                with reservation(self.ctx.store, name, d, size), _upload_errors(self.ctx, req, name, upload_id):
+                    total = self.ctx.uploads.finish(name, upload_id, d, request_body(req), length, offset, budget)
         except QuotaExceededError:
             self._discard(name, upload_id)  # refused: the data goes, nothing is linked
             raise
@@ -284,8 +316,8 @@ class UploadResource:
         """The upload's size once this request's body is stored, when a quota rule limits ``name``
         (else ``None``: nothing to check). waitress sets ``Content-Length`` of a chunked body it
         buffered; a chunked upload body streamed (:mod:`registry.streaming`) has none, and counts
-        as empty here: a ``PATCH`` checks the size once the body is stored, and the blob's size is
-        checked again when it is placed."""
+        as empty here: it is then read no further than the quota's room (:func:`body_budget`),
+        and the blob's size is checked again when it is placed."""
         quota = self.ctx.store.quota
         if quota is None or not quota.applicable(name):
             return None

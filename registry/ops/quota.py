@@ -178,21 +178,38 @@ class Quotas:
     def check(self, name: str, extra: int) -> None:
         """Raise :class:`QuotaExceededError` if ``extra`` more bytes in ``name`` would take it, or a
         namespace above it, over a limit."""
+        for rule, subject, used in self._limits(name):
+            if used + extra > rule.limit:
+                raise _refusal(rule, subject, used, extra)
+
+    def _limits(self, name: str) -> Iterator[tuple[QuotaRule, str, int]]:
+        """Each rule limiting ``name``, with what it limits and that subject's usage now."""
         seen: dict[str, tuple[int, int]] = {}
         for rule, subject in self.applicable(name):
             if subject not in seen:
                 seen[subject] = self.usage(subject)
             own, tree = seen[subject]
-            used = tree if rule.scope == "namespace" else own
+            yield rule, subject, tree if rule.scope == "namespace" else own
+
+    def headroom(self, name: str) -> int | None:
+        """The bytes ``name`` may still grow by under every rule limiting it (``0`` when it is at or
+        over a limit); ``None`` when no rule limits it."""
+        rooms = [rule.limit - used for rule, _, used in self._limits(name)]
+        return max(min(rooms), 0) if rooms else None
+
+    def refusal(self, name: str, extra: int) -> QuotaExceededError:
+        """The refusal of ``extra`` more bytes in ``name``: that of the first rule they go over, or of
+        the rule with the least room left when none does now (usage went down meanwhile: a body
+        of unknown length is refused once it passed the room measured when it started)."""
+        tightest: tuple[int, QuotaRule, str, int] | None = None
+        for rule, subject, used in self._limits(name):
             if used + extra > rule.limit:
-                kind = "namespace" if rule.scope == "namespace" else "repository"
-                raise QuotaExceededError(
-                    f"quota exceeded: {kind} {subject!r} uses {human_size(used)} ({used} bytes) of its "
-                    f"{human_size(rule.limit)} ({rule.limit} bytes) limit, and this push needs "
-                    f"{human_size(extra)} ({extra} bytes) more (rule {rule.describe()})",
-                    detail={"rule": rule.index, "pattern": rule.pattern, "scope": rule.scope,
-                            kind: subject, "limit": rule.limit, "usage": used, "requested": extra},
-                )
+                return _refusal(rule, subject, used, extra)
+            if tightest is None or rule.limit - used < tightest[0]:
+                tightest = (rule.limit - used, rule, subject, used)
+        if tightest is None:
+            raise ValueError(f"no quota rule limits {name!r}")
+        return _refusal(*tightest[1:], extra)
 
     def _admitting(self, name: str) -> threading.Lock:
         return self._admit_locks[hash(name.partition("/")[0]) % _STRIPES]
@@ -279,6 +296,17 @@ class Quotas:
         return store.blob_size(d) or 0
 
 
+def _refusal(rule: QuotaRule, subject: str, used: int, extra: int) -> QuotaExceededError:
+    kind = "namespace" if rule.scope == "namespace" else "repository"
+    return QuotaExceededError(
+        f"quota exceeded: {kind} {subject!r} uses {human_size(used)} ({used} bytes) of its "
+        f"{human_size(rule.limit)} ({rule.limit} bytes) limit, and this push needs "
+        f"{human_size(extra)} ({extra} bytes) more (rule {rule.describe()})",
+        detail={"rule": rule.index, "pattern": rule.pattern, "scope": rule.scope,
+                kind: subject, "limit": rule.limit, "usage": used, "requested": extra},
+    )
+
+
 def attach_quotas(store: Store, config: Mapping[str, Any]) -> Store:
     """Give ``store`` the configuration's quota counters (nothing without ``quotas:`` rules): what
     any tool that links or unlinks through the store (the API, garbage collection, a repository
@@ -313,3 +341,26 @@ def check_blob(store: Store, name: str, d: Digest | None, size: int) -> None:
     quota = store.quota
     if quota is not None:
         quota.check_blob(store, name, d, size)
+
+
+def body_budget(store: Store, name: str, d: Digest | None, before: int) -> int | None:
+    """The most bytes a body of unknown length (a streamed chunked body) may bring into ``name``
+    when ``before`` bytes of the blob are stored already (an upload's offset): the upload layer
+    stops reading it past this (:class:`registry.storage.uploads.UploadBudgetError`) instead of
+    storing it whole and refusing it after. ``None``, with no storage call, when no rule limits
+    ``name``; ``None`` too for a blob ``d`` already counted in ``name`` (it adds no bytes)."""
+    quota = store.quota
+    if quota is None or not quota.applicable(name):
+        return None
+    if d is not None and quota.counted(store, name, d):
+        return None
+    room = quota.headroom(name)
+    return None if room is None else max(room - before, 0)
+
+
+def refusal(store: Store, name: str, needed: int) -> QuotaExceededError:
+    """The ``DENIED`` refusal of a body that went past its :func:`body_budget`: ``needed`` is the
+    blob's bytes with the read that went past it (what it needs at least)."""
+    if store.quota is None:
+        raise ValueError("no quotas: nothing can refuse a body")
+    return store.quota.refusal(name, needed)

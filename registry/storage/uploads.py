@@ -103,6 +103,16 @@ class UploadSizeError(UploadError):
         self.hasher: ResumableSha256 | None = None
 
 
+class UploadBudgetError(UploadError):
+    """A body of unknown length went past the bytes it was allowed to bring (``budget``: what a quota
+    leaves, :func:`registry.ops.quota.body_budget`): reading stopped at the read that would have
+    passed it, which was not stored. ``written`` bytes of the body were stored, ``received`` read."""
+
+    def __init__(self, written: int, received: int, budget: int) -> None:
+        super().__init__(f"the body brought more than the {budget} bytes it may add ({received} read)")
+        self.written, self.received, self.budget = written, received, budget
+
+
 class DigestMismatchError(UploadError):
     """The uploaded bytes do not have the digest the client named; nothing was stored."""
 
@@ -228,17 +238,21 @@ class Uploads:
 
     # -- chunks ----------------------------------------------------------------------------------
 
-    def append(self, name: str, upload_id: str, body: BinaryIO, length: int | None, offset: int | None = None) -> int:
+    def append(self, name: str, upload_id: str, body: BinaryIO, length: int | None, offset: int | None = None,
+               budget: int | None = None) -> int:
         """Append the request body; returns the new size. ``length`` bounds what is read; ``offset``,
         when given, is where the client says the chunk starts (checked against the stored size by
-        the writer that appends, so no other request can slip in between)."""
-        start, written, hasher = self._chunk(name, upload_id, body, length, offset)
+        the writer that appends, so no other request can slip in between). ``budget`` bounds a body
+        of unknown length (``length`` ``None``): past it, :class:`UploadBudgetError` (what was
+        written stays; the caller discards the upload)."""
+        start, written, hasher = self._chunk(name, upload_id, body, length, offset, budget)
         if hasher is not None and written:
             self._save_hasher(name, upload_id, hasher, start, start + written)
         return start + written
 
     def _chunk(
-        self, name: str, upload_id: str, body: BinaryIO, length: int | None, offset: int | None
+        self, name: str, upload_id: str, body: BinaryIO, length: int | None, offset: int | None,
+        budget: int | None = None,
     ) -> tuple[int, int, ResumableSha256 | None]:
         """Write one chunk through its own appending writer, closed and not committed; returns the
         offset it started at, the bytes written, and a hasher covering the upload up to its end (or
@@ -249,7 +263,7 @@ class Uploads:
                 start = writer.size
                 if offset is not None and offset != start:
                     raise UploadOffsetError(offset, start)
-                written, hasher = self._write_chunk(name, upload_id, writer, body, length)
+                written, hasher = self._write_chunk(name, upload_id, writer, body, length, budget)
             except UploadSizeError as exc:
                 # The body ended early (a connection broken mid-body, with streamed bodies): what
                 # arrived is kept, and so is the hash over it, so that the client's resumed chunk
@@ -272,7 +286,8 @@ class Uploads:
             raise UploadOffsetError(offset, None) from exc
 
     def _write_chunk(
-        self, name: str, upload_id: str, writer: FileWriter, body: BinaryIO, length: int | None
+        self, name: str, upload_id: str, writer: FileWriter, body: BinaryIO, length: int | None,
+        budget: int | None = None,
     ) -> tuple[int, ResumableSha256 | None]:
         """Write the body through ``writer`` (open, not yet closed); returns the bytes written and a
         hasher covering the upload up to the writer's new size, or ``None``."""
@@ -283,7 +298,7 @@ class Uploads:
                 return adopted
         hasher = self._load_hasher(name, upload_id, start)
         try:
-            written = _write_body(writer, body, length, hasher)
+            written = _write_body(writer, body, length, hasher, budget)
         except UploadSizeError as exc:
             exc.hasher = hasher  # it covers exactly what was written (see _chunk)
             raise
@@ -306,10 +321,12 @@ class Uploads:
 
     # -- finishing -------------------------------------------------------------------------------
 
-    def put_blob(self, name: str, expected: Digest, body: BinaryIO, length: int | None) -> int:
+    def put_blob(self, name: str, expected: Digest, body: BinaryIO, length: int | None,
+                 budget: int | None = None) -> int:
         """Store a whole blob sent in one request straight at its blob path (a content-addressed
         put: hashed as it is written, committed only if the digest matches, never moved) and link
-        it into ``name``. Returns its size; raises :class:`DigestMismatchError`."""
+        it into ``name``. Returns its size; raises :class:`DigestMismatchError`, and
+        :class:`UploadBudgetError` (nothing stored) for a body of unknown length past ``budget``."""
         writer = self.driver.writer(paths.blob_data(expected))
         try:
             adopted = self._adopt(writer, body, length, hashed=False) if is_adoptable(body) else None
@@ -319,7 +336,7 @@ class Uploads:
                 actual, _ = _hash_stream(body, expected.algorithm, size)
             else:
                 hasher = hashlib.new(expected.algorithm)
-                size = _write_body(writer, body, length, hasher)
+                size = _write_body(writer, body, length, hasher, budget)
                 actual = hasher.hexdigest()
             if actual != expected.hex:
                 raise DigestMismatchError(expected, actual)
@@ -334,11 +351,13 @@ class Uploads:
 
     def finish(
         self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None,
-        offset: int | None = None,
+        offset: int | None = None, budget: int | None = None,
     ) -> int:
         """Append an optional last chunk, check the digest, move the data into place and link it.
 
-        ``length`` is the last chunk's length: ``0`` for none, ``None`` to read ``body`` to its end.
+        ``length`` is the last chunk's length: ``0`` for none, ``None`` to read ``body`` to its end,
+        at most ``budget`` bytes of it (:class:`UploadBudgetError` past them; the caller discards
+        the upload).
 
         ``offset``, when given with a body, is where the client says the last chunk starts. On a
         digest mismatch the upload is cancelled (as Distribution does) and
@@ -347,7 +366,7 @@ class Uploads:
         if body is not None and length != 0 and offset in (None, 0) and self._is_empty(name, upload_id):
             # Everything in this one request: no upload data to commit, check and move.
             try:
-                size = self.put_blob(name, expected, body, length)
+                size = self.put_blob(name, expected, body, length, budget)
             except DigestMismatchError:
                 with contextlib.suppress(UploadUnknownError):
                     self.cancel(name, upload_id)
@@ -356,8 +375,8 @@ class Uploads:
                 self.driver.delete(paths.upload_dir(name, upload_id))
             return size
         if self.rename and self.exclusive:
-            return self._finish_aside(name, upload_id, expected, body, length, offset)
-        return self._finish_in_place(name, upload_id, expected, body, length, offset)
+            return self._finish_aside(name, upload_id, expected, body, length, offset, budget)
+        return self._finish_in_place(name, upload_id, expected, body, length, offset, budget)
 
     def _is_empty(self, name: str, upload_id: str) -> bool:
         if self.read_uncommitted:
@@ -369,12 +388,12 @@ class Uploads:
 
     def _finish_aside(
         self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None,
-        offset: int | None,
+        offset: int | None, budget: int | None = None,
     ) -> int:
         """Finish on a driver with turn-taking appenders and free renames (a file system)."""
         hasher, covered = None, -1
         if body is not None and length != 0:
-            start, written, hasher = self._chunk(name, upload_id, body, length, offset)
+            start, written, hasher = self._chunk(name, upload_id, body, length, offset, budget)
             covered = start + written
         # Take the data out of every writer's reach before checking it (the driver's move waits for
         # an appending writer to finish): bytes a racing PATCH adds can then never be moved into
@@ -398,7 +417,7 @@ class Uploads:
 
     def _finish_in_place(
         self, name: str, upload_id: str, expected: Digest, body: BinaryIO | None, length: int | None,
-        offset: int | None,
+        offset: int | None, budget: int | None = None,
     ) -> int:
         """Finish on any driver: commit the data once, check its digest, move it once."""
         data = paths.upload_data(name, upload_id)
@@ -410,7 +429,7 @@ class Uploads:
                 if body is not None and length != 0:
                     if offset is not None and offset != start:
                         raise UploadOffsetError(offset, start)
-                    written, hasher = self._write_chunk(name, upload_id, writer, body, length)
+                    written, hasher = self._write_chunk(name, upload_id, writer, body, length, budget)
                 elif self.exclusive:
                     hasher = self._load_hasher(name, upload_id, start)
                 size = start + written
@@ -459,15 +478,26 @@ class Uploads:
 
 
 def _write_body(writer: FileWriter, body: BinaryIO, length: int | None,
-                hasher: ResumableSha256 | hashlib._Hash | None) -> int:
+                hasher: ResumableSha256 | hashlib._Hash | None, budget: int | None = None) -> int:
     """Copy the body into ``writer`` (and ``hasher``); raises :class:`UploadSizeError` when the body
-    ends before ``length``."""
+    ends before ``length``, and :class:`UploadBudgetError` before writing the read that takes a body
+    of unknown length past ``budget``."""
     if hasher is None:
         sink: Callable[[bytes], object] = writer.write
     else:
         def sink(chunk: bytes) -> None:
             writer.write(chunk)
             hasher.update(chunk)
+
+    if length is None and budget is not None:
+        store, stored = sink, [0]
+
+        def sink(chunk: bytes) -> None:
+            # Checked before the write: what is stored never passes the budget.
+            if stored[0] + len(chunk) > budget:
+                raise UploadBudgetError(stored[0], stored[0] + len(chunk), budget)
+            store(chunk)
+            stored[0] += len(chunk)
 
     written = _copy(body, sink, limit=length)
     if length is not None and written != length:
