@@ -22,7 +22,7 @@ BINARY = REPO / "contrib" / "dev" / "azurite" / "node_modules" / ".bin" / "azuri
 ACCOUNT = "devstoreaccount1"
 #: Azurite's well-known development key (public; documented by Microsoft).
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
 START_ATTEMPTS = 3
 
 
@@ -85,7 +85,9 @@ class Azurite:
             if self._wait_ready(time.monotonic() + START_TIMEOUT):
                 return self
             self.stop()
-            if "EADDRINUSE" in self.log_tail() and attempt + 1 < START_ATTEMPTS:
+            # A taken port, or a start slower than the timeout on a loaded machine (seen once in a
+            # full run at load 9: "starting" logged, the port never opened): try again on a new port.
+            if attempt + 1 < START_ATTEMPTS:
                 self.port = free_port()
                 continue
             raise RuntimeError(f"Azurite did not start on port {self.port}:\n{self.log_tail()}")
