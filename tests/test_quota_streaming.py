@@ -15,21 +15,17 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from registry.app import create_app
 from registry.digests import digest_of
 from registry.ops.quota import read_usage
-from registry.plugins import create_plugin_manager
-from registry.serve import Server
 from registry.storage import paths
 from registry.storage.checked import checked
 from registry.storage.driver import PathNotFoundError
 from registry.storage.store import Store
 from registry.storage.uploads import CHUNK, UploadBudgetError, Uploads
-from tests.test_streaming_uploads import MiB, _call, _Counting, _raw, _start
+from tests.test_streaming_uploads import MiB, _call, _Counting, _raw, _serving, _start
 
 #: What every quota refusal's ``detail`` holds for a repository rule (docs/quotas.md).
 DETAIL_KEYS = {"rule", "pattern", "scope", "repository", "limit", "usage", "requested"}
@@ -76,21 +72,6 @@ class _Calls(_Counting):
         return super().writer(path, append)
 
 
-@contextlib.contextmanager
-def _serving(tmp_path: Path, driver: Any, **extra: Any) -> Iterator[int]:
-    config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
-              "http": {"addr": "127.0.0.1:0"}, **extra}
-    server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
-    port = int(server.addresses[0].rsplit(":", 1)[1])
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        server.stop()
-        thread.join(10)
-
-
 def _chunked(conn: http.client.HTTPConnection, method: str, url: str, pieces: list[bytes],
              **headers: str) -> tuple[int, bytes]:
     conn.request(method, url, body=iter(pieces), encode_chunked=True, headers=headers)
@@ -119,7 +100,7 @@ def test_chunked_bodies_over_the_quota_are_stopped_at_the_limit(tmp_path: Path) 
     driver = _Calls(str(tmp_path / "root"))
     limit = 5 * MiB
     rules = {"quotas": [{"pattern": "q", "limit": limit}]}
-    with _serving(tmp_path, driver, **rules) as port:
+    with _serving(tmp_path, driver, extra=rules) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         counted = os.urandom(MiB)  # a blob already counted in the repository
         assert _call(conn, "POST", f"/v2/q/blobs/uploads/?digest={digest_of(counted)}", counted)[0].status == 201
@@ -184,7 +165,7 @@ def test_a_huge_chunked_body_over_the_quota_is_not_read_past_a_bounded_drain(tmp
     piece = os.urandom(32 * 1024)
     frame = b"%x\r\n%s\r\n" % (len(piece), piece)
     total, sent = 256 * MiB, [0]
-    with _serving(tmp_path, driver, **rules) as port:
+    with _serving(tmp_path, driver, extra=rules) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         loc = _start(conn, "q")
         path = "/" + loc.split("://", 1)[-1].split("/", 1)[-1] if "://" in loc else loc
@@ -295,7 +276,7 @@ def test_skopeo_compressing_on_the_fly_over_the_quota_sees_a_clean_denied(tmp_pa
     driver = _Calls(str(tmp_path / "root"))
     rules = {"quotas": [{"pattern": "q/*", "limit": 2 * MiB}]}
     copy = ("copy", "-q", "--dest-tls-verify=false", "--dest-compress")
-    with _serving(tmp_path, driver, **rules) as port:
+    with _serving(tmp_path, driver, extra=rules) as port:
         r = _skopeo(tmp_path / "home", *copy, f"oci:{tmp_path / 'big'}:t", f"docker://127.0.0.1:{port}/q/img:1")
         assert r.returncode != 0
         assert "denied" in r.stderr.lower() and "quota exceeded" in r.stderr, r.stderr

@@ -82,9 +82,11 @@ def spools(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @contextlib.contextmanager
-def _serving(tmp_path: Path, driver: Any, **http: Any) -> Iterator[int]:
+def _serving(tmp_path: Path, driver: Any, *, extra: dict[str, Any] | None = None, **http: Any) -> Iterator[int]:
+    """A real waitress server of the app on ``driver`` (``http`` settings and ``extra`` top-level
+    sections added to the config), on a free loopback port."""
     config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
-              "http": {"addr": "127.0.0.1:0", **http}}
+              "http": {"addr": "127.0.0.1:0", **http}, **(extra or {})}
     server = Server(create_app(config, create_plugin_manager(), driver=driver), config)
     port = int(server.addresses[0].rsplit(":", 1)[1])
     thread = threading.Thread(target=server.run, daemon=True)
