@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import processes
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -76,12 +78,7 @@ def running_nginx(prefix: Path, write_config: Callable[[Path], Path], url: str,
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.stop(proc)
 
 
 REPO = Path(__file__).resolve().parents[1]

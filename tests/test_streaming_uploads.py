@@ -26,6 +26,7 @@ from registry.app import create_app
 from registry.digests import digest_of
 from registry.plugins import create_plugin_manager
 from registry.serve import Server
+from tests import processes
 
 MiB = 1 << 20
 
@@ -360,9 +361,4 @@ def test_memory_stays_flat_for_a_256_mib_patch(tmp_path: Path) -> None:
         digest = f"sha256:{hasher.hexdigest()}"
         assert _call(conn, "PUT", f"{resp.getheader('Location')}?digest={digest}")[0].status == 201
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.stop(proc)

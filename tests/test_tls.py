@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import processes
 from tests.tls_ca import make_pki
 
 EXE = Path(sys.executable).with_name("registry")
@@ -47,12 +48,7 @@ def serve(tmp_path: Path, tls_yaml: str):
         assert "listening on https://" in log.read_text(), log.read_text()
         yield port, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.stop(proc)
 
 
 @pytest.fixture(scope="module")

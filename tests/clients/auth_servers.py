@@ -20,6 +20,8 @@ from client_harness import (
     free_port,
 )
 
+from tests import processes
+
 
 def auth_config(root: Path, port: int, auth_yaml: str, http_extra: str = "") -> str:
     return (
@@ -104,11 +106,6 @@ def token_server(workdir: Path, users: dict[str, str], rules: str, service: str 
         assert auth.startswith("auth:\n")
         yield auth.split("\n", 1)[1] + "\n", port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.stop(proc)
         text = log_path.read_text()
         assert all(p not in text for p in users.values()), "a password reached the token server's log"

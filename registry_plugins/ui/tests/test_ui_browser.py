@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import processes
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ui_harness import (  # noqa: E402
@@ -400,12 +402,7 @@ def token_protected(tmp_path) -> Iterator[Registry]:
         finally:
             registry.stop()
     finally:
-        token.terminate()
-        try:
-            token.wait(10)
-        except subprocess.TimeoutExpired:
-            token.kill()
-            token.wait()
+        processes.stop(token)
         log.close()
 
 
